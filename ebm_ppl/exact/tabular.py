@@ -1,0 +1,492 @@
+r"""Exact soft backward recursions for finite-horizon tabular MDPs (THEORY §1.3–§1.5).
+
+Two columns of THEORY §1.4, run for :math:`t = T-1, \dots, 0` from :math:`V_T = W_T = 0`:
+
+.. math::
+
+    \text{causal (MCE):}\quad Q_t(s,a) = \bar r(s,a) + \gamma \sum_{s'} P(s'\mid s,a) V_{t+1}(s'),
+    \qquad V_t(s) = \log\sum_a e^{Q_t(s,a)},
+
+    \text{trajectory-level:}\quad Q_t(s,a) = r(s,a) + \log\sum_{s'} P(s'\mid s,a)
+    e^{r(s,a,s') + W_{t+1}(s')}, \qquad W_t(s) = \log\sum_a e^{Q_t(s,a)},
+
+with :math:`\bar r(s,a) = r(s,a) + \sum_{s'} P(s'|s,a) r(s,a,s')`. Terminal (absorbing) states are
+masked: their value is 0 at every step, they carry no action and no entropy term.
+
+Models (DESIGN §3): ``"causal"`` (normalised, :math:`\gamma \le 1`), ``"trajectory"`` (one
+:math:`\log Z(s_0) = W_0(s_0)` per start state) and ``"trajectory_global"`` (one
+:math:`\log Z = \log\sum_{s_0}\rho_0(s_0) e^{W_0(s_0)}`). The trajectory-level models refuse
+:math:`\gamma < 1` (THEORY §0.4).
+
+Two entry points share the same step functions:
+
+* :func:`soft_bellman` returns the full ``V``, ``Q`` and log-policy arrays and is differentiated by
+  ordinary reverse mode (memory :math:`O(TSA)`);
+* :func:`initial_values` returns only :math:`V_0` / :math:`W_0` and carries a custom VJP whose
+  backward pass is the forward occupancy recursion (memory :math:`O(TS)` in sparse form): the
+  gradient of :math:`\sum_s g(s) V_0(s)` in the reward is the occupancy measure started from
+  :math:`g` (THEORY §1.5). The dynamics are treated as constants by this path (no gradient flows to
+  ``P``; use :func:`soft_bellman` for that).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from ebm_ppl._validation import check_choice, check_finite
+from ebm_ppl.spaces.tabular import TabularMDP
+
+__all__ = [
+    "MODELS",
+    "SoftBellman",
+    "Occupancy",
+    "check_model",
+    "reward_table",
+    "soft_bellman",
+    "initial_values",
+    "log_partition",
+    "occupancy_measures",
+    "feature_expectations",
+]
+
+MODELS = ("causal", "trajectory", "trajectory_global")
+
+
+class SoftBellman(NamedTuple):
+    """Full output of the soft backward recursion.
+
+    Attributes:
+        values: ``(T + 1, S)``: :math:`V_t` (causal) or :math:`W_t` (trajectory-level); row ``T``
+            is 0. Terminal states are 0 on every row.
+        q_values: ``(T, S, A)`` soft Q-values.
+        log_policy: ``(T, S, A)`` :math:`\\log\\pi_t(a\\mid s) = Q_t - V_t` (uniform at terminal
+            states, where no action is taken).
+    """
+
+    values: jax.Array
+    q_values: jax.Array
+    log_policy: jax.Array
+
+
+class Occupancy(NamedTuple):
+    """Occupancy measures in the ``imitation`` convention.
+
+    Attributes:
+        state: ``(T + 1, S)`` state distribution :math:`D_t(s)` at each time (undiscounted); a
+            terminated trajectory keeps its mass on its terminal state.
+        state_action: ``(S, A)`` :math:`\\sum_{t<T}\\gamma^t D_t(s)\\pi_t(a\\mid s)` over steps that
+            take an action (terminal states excluded): the gradient of the log-normaliser (or of
+            :math:`E_{\\rho_0}V_0`) in :math:`r(s,a)`.
+        discounted_state: ``(S,)`` :math:`\\sum_{t\\le T}\\gamma^t D_t(s)` (``imitation``'s
+            ``Dcum``).
+    """
+
+    state: jax.Array
+    state_action: jax.Array
+    discounted_state: jax.Array
+
+
+def check_model(model: str, discount: float, *, allowed: tuple = MODELS) -> None:
+    """Validate a model name and its discount (trajectory-level models need ``discount == 1``)."""
+    check_choice("model", model, allowed)
+    if isinstance(discount, jax.core.Tracer):
+        raise TypeError("`discount` must be a static Python float, not a traced value.")
+    if not 0.0 < float(discount) <= 1.0:
+        raise ValueError(f"`discount` must lie in (0, 1] in finite horizon; got {discount!r}.")
+    if model != "causal" and float(discount) != 1.0:
+        raise ValueError(
+            f"`discount` must be 1 for model={model!r}: discounting a trajectory-level model "
+            "makes it "
+            f"differ from the causal one even under deterministic dynamics (THEORY §0.4); got "
+            f"{discount!r}. Use model='causal' for discounted problems."
+        )
+
+
+# ---------------------------------------------------------------------- rewards
+def reward_table(mdp: TabularMDP, reward) -> tuple[jax.Array, jax.Array | None]:
+    """Split a reward of shape ``(S,)``, ``(S, A)`` or ``(S, A, S)`` into per-step parts.
+
+    Returns:
+        ``(r_sa, r_next)``: ``r_sa`` of shape ``(S, A)`` and, for ``(S, A, S)`` rewards, the
+        next-state part in the MDP's form (``(S, A, S)`` dense, ``(U, S, A)`` gathered at the
+        merged successors when sparse); otherwise ``None``. Terminal rows are zeroed (masked).
+    """
+    reward = jnp.asarray(reward)
+    num_states, num_actions = mdp.num_states, mdp.num_actions
+    if not jnp.issubdtype(reward.dtype, jnp.floating):
+        reward = reward.astype(mdp.dtype)
+    check_finite("reward", reward)
+    live = ~mdp.terminal
+    if reward.shape == (num_states,):
+        r_sa = jnp.broadcast_to(reward[:, None], (num_states, num_actions))
+        return jnp.where(live[:, None], r_sa, 0), None
+    if reward.shape == (num_states, num_actions):
+        return jnp.where(live[:, None], reward, 0), None
+    if reward.shape == (num_states, num_actions, num_states):
+        reward = jnp.where(live[:, None, None], reward, 0)
+        if mdp.is_sparse:
+            s_idx = jnp.arange(num_states)[None, :, None]
+            a_idx = jnp.arange(num_actions)[None, None, :]
+            reward = reward[s_idx, a_idx, mdp.next_states[:, :, None]]
+        return jnp.zeros((num_states, num_actions), reward.dtype), reward
+    raise ValueError(
+        f"`reward` must have shape (S,) = ({num_states},), (S, A) = ({num_states}, {num_actions}) "
+        f"or (S, A, S) = ({num_states}, {num_actions}, {num_states}); got shape {reward.shape}."
+    )
+
+
+# ---------------------------------------------------------------------- dynamics primitives
+def _probs(mdp: TabularMDP) -> jax.Array:
+    """Transition weights in the MDP's form: ``(S, A, S)`` dense, ``(U, S, A)`` sparse."""
+    return mdp.next_probs if mdp.is_sparse else mdp.transitions
+
+
+def _at_next(mdp: TabularMDP, values: jax.Array) -> jax.Array:
+    """``values`` at the successors, broadcastable against :func:`_probs`."""
+    if mdp.is_sparse:
+        return values[mdp.next_states][:, :, None]
+    return values[None, None, :]
+
+
+def _expect(mdp: TabularMDP, weights: jax.Array, values: jax.Array) -> jax.Array:
+    """``sum_{s'} weights(s, a, s') values(s')`` for weights in the MDP's form -> ``(S, A)``."""
+    if mdp.is_sparse:
+        return _sum_over_successors(mdp, lambda u: weights[u] * values[mdp.next_states[u]][:, None])
+    return jnp.einsum("san,n->sa", weights, values)
+
+
+def _sum_over_successors(mdp: TabularMDP, term):
+    """``sum_u term(u)`` over the merged successor slots; unrolled when few (fuses best on CPU)."""
+    width = mdp.next_states.shape[0]
+    if width <= 16:
+        total = term(0)
+        for u in range(1, width):
+            total = total + term(u)
+        return total
+    return jax.lax.fori_loop(1, width, lambda u, acc: acc + term(u), term(0))
+
+
+def _push(mdp: TabularMDP, sa_mass: jax.Array, weights: jax.Array) -> jax.Array:
+    """``sum_{s,a} sa_mass(s, a) weights(s, a, s')`` -> ``(S,)`` (sparse: gathers predecessors)."""
+    if mdp.is_sparse:
+        flat = jnp.sum(weights * sa_mass[None], axis=-1).reshape(-1)
+        incoming = [
+            flat.at[mdp.predecessors[m]].get(mode="fill", fill_value=0)
+            for m in range(mdp.predecessors.shape[0])
+        ]
+        return sum(incoming[1:], incoming[0])
+    return jnp.einsum("sa,san->n", sa_mass, weights)
+
+
+def _underflow_floor(dtype) -> float:
+    info = jnp.finfo(dtype)
+    return float(info.tiny) / float(info.eps)
+
+
+def _tilt_base(mdp: TabularMDP, r_next: jax.Array | None):
+    """``B = P exp(r_next - c)`` and the shift ``c`` (``B = P``, ``c = 0`` without ``r_next``)."""
+    probs = _probs(mdp)
+    if r_next is None:
+        return probs, jnp.zeros((), probs.dtype)
+    shift = jnp.max(r_next)
+    return probs * jnp.exp(r_next - shift), shift
+
+
+def _log_tilt(mdp: TabularMDP, base, shift, next_values):
+    """Trajectory-level continuation ``L(s,a) = log sum_{s'} B e^{c + W(s')}`` and its tilt.
+
+    A single global shift turns the log-sum-exp into a matrix-vector product (one read of the
+    dynamics). Where the shifted sums underflow (value spreads beyond ~700 nats in float64) the
+    step is recomputed exactly in log space.
+
+    Returns:
+        ``(L, tilted)``: ``L`` of shape ``(S, A)``; ``tilted`` the next-state conditionals
+        :math:`\\tilde P(s'\\mid s,a) \\propto B e^{W(s')}` in the MDP's form.
+    """
+    top = jnp.max(next_values)
+    scaled = jnp.exp(next_values - top)
+    sums = _expect(mdp, base, scaled)
+    floor = _underflow_floor(sums.dtype)
+
+    axis = 0 if mdp.is_sparse else -1
+
+    def fast(_):
+        log_norm = jnp.log(sums) + top + shift
+        norm = sums if not mdp.is_sparse else sums[None]
+        if not mdp.is_sparse:
+            norm = norm[..., None]
+        return log_norm, base * _at_next(mdp, scaled) / norm
+
+    def exact(_):
+        log_base = jnp.where(base > 0, jnp.log(jnp.where(base > 0, base, 1)), -jnp.inf)
+        logits = log_base + _at_next(mdp, next_values)
+        log_norm = logsumexp(logits, axis=axis)
+        expanded = log_norm[None] if mdp.is_sparse else log_norm[..., None]
+        return log_norm + shift, jnp.exp(logits - expanded)
+
+    return jax.lax.cond(jnp.min(sums) < floor, exact, fast, None)
+
+
+def _soft_max(mdp: TabularMDP, q_values: jax.Array):
+    """``V = logsumexp_a Q`` with terminal states masked to 0, and the log-policy."""
+    num_actions = q_values.shape[-1]
+    values = jnp.where(mdp.terminal, 0, logsumexp(q_values, axis=-1))
+    log_policy = jnp.where(
+        mdp.terminal[:, None],
+        -jnp.log(num_actions).astype(q_values.dtype),
+        q_values - values[:, None],
+    )
+    return values, log_policy
+
+
+def _backup(mdp, model, discount, r_sa, tilt, next_values):
+    """One backward step: ``(V_t, log_pi_t, Q_t, tilted_t)`` from ``V_{t+1}``."""
+    if model == "causal":
+        q_values = r_sa + discount * _expect(mdp, _probs(mdp), next_values)
+        tilted = None
+    else:
+        log_norm, tilted = _log_tilt(mdp, *tilt, next_values)
+        q_values = r_sa + log_norm
+    values, log_policy = _soft_max(mdp, q_values)
+    return values, log_policy, q_values, tilted
+
+
+def _prepare(mdp, reward, model):
+    """Per-step reward parts; the causal model folds ``E[r(s,a,s')]`` into ``r_sa``."""
+    r_sa, r_next = reward_table(mdp, reward)
+    if model == "causal" and r_next is not None:
+        r_sa = r_sa + jnp.sum(_probs(mdp) * r_next, axis=0 if mdp.is_sparse else -1)
+        r_next = None
+    return r_sa, r_next
+
+
+# ---------------------------------------------------------------------- full recursion
+def soft_bellman(
+    mdp: TabularMDP, reward, *, model: str = "causal", discount: float = 1.0
+) -> SoftBellman:
+    """Run the soft backward recursion and return every ``V_t``, ``Q_t`` and ``log pi_t``.
+
+    Args:
+        mdp: the MDP (dense or sparse form).
+        reward: ``(S,)``, ``(S, A)`` or ``(S, A, S)``.
+        model: ``"causal"`` (MCE, THEORY §1.3), ``"trajectory"`` or ``"trajectory_global"``
+            (both run the trajectory-level column; they differ only in how ``W_0`` normalises).
+        discount: :math:`\\gamma \\in (0, 1]` multiplying the continuation value (causal only).
+
+    Returns:
+        :class:`SoftBellman`. Differentiable by ordinary reverse mode (stores ``O(TSA)``).
+    """
+    check_model(model, discount)
+    r_sa, r_next = _prepare(mdp, reward, model)
+    tilt = _tilt_base(mdp, r_next) if model != "causal" else None
+
+    def step(next_values, _):
+        values, log_policy, q_values, _ = _backup(mdp, model, discount, r_sa, tilt, next_values)
+        return values, (values, q_values, log_policy)
+
+    final = jnp.zeros((mdp.num_states,), r_sa.dtype)
+    _, (values, q_values, log_policy) = jax.lax.scan(
+        step, final, None, length=mdp.horizon, reverse=True
+    )
+    values = jnp.concatenate([values, final[None]], axis=0)
+    return SoftBellman(values=values, q_values=q_values, log_policy=log_policy)
+
+
+# ---------------------------------------------------------------------- lean values + occupancy VJP
+def _forward(mdp, model, discount, r_sa, r_next):
+    """Backward-in-time value pass keeping only ``V_t`` (and, dense form, the per-step policy)."""
+    tilt = _tilt_base(mdp, r_next) if model != "causal" else None
+    keep_policy = not mdp.is_sparse
+
+    def step(next_values, _):
+        values, log_policy, _, _ = _backup(mdp, model, discount, r_sa, tilt, next_values)
+        return values, (values, log_policy if keep_policy else None)
+
+    final = jnp.zeros((mdp.num_states,), r_sa.dtype)
+    _, (values, log_policies) = jax.lax.scan(step, final, None, length=mdp.horizon, reverse=True)
+    return jnp.concatenate([values, final[None]], axis=0), log_policies
+
+
+def _occupancy_pass(mdp, model, discount, r_sa, r_next, values, log_policies, start_mass):
+    """Forward-in-time occupancy recursion started from ``start_mass`` (any signed ``(S,)``).
+
+    Returns:
+        ``(state (T+1, S), state_action_total (S, A), r_next_total or None)`` where the totals are
+        discounted by :math:`\\gamma^t` and ``r_next_total`` is
+        :math:`\\sum_t \\gamma^t D^{sa}_t \\tilde P_t` in the MDP's form.
+    """
+    tilt = _tilt_base(mdp, r_next) if model != "causal" else None
+    live = (~mdp.terminal).astype(r_sa.dtype)
+    stay = mdp.terminal.astype(r_sa.dtype)
+    num_states = mdp.num_states
+
+    def step(carry, t):
+        mass, sa_total, next_total, weight = carry
+        if log_policies is None:
+            _, log_policy, _, tilted = _backup(mdp, model, discount, r_sa, tilt, values[t + 1])
+        else:
+            log_policy = log_policies[t]
+            tilted = None if model == "causal" else _log_tilt(mdp, *tilt, values[t + 1])[1]
+        sa_mass = mass[:, None] * jnp.exp(log_policy) * live[:, None]
+        weights = _probs(mdp) if model == "causal" else tilted
+        new_mass = _push(mdp, sa_mass, weights) + mass * stay
+        sa_total = sa_total + weight * sa_mass
+        if next_total is not None:
+            expanded = sa_mass[None] if mdp.is_sparse else sa_mass[:, :, None]
+            next_total = next_total + weight * expanded * weights
+        return (new_mass, sa_total, next_total, weight * discount), mass
+
+    zeros_sa = jnp.zeros_like(r_sa)
+    next_total = None if r_next is None else jnp.zeros_like(r_next)
+    init = (start_mass, zeros_sa, next_total, jnp.ones((), r_sa.dtype))
+    (last, sa_total, next_total, _), masses = jax.lax.scan(step, init, jnp.arange(mdp.horizon))
+    del num_states
+    return jnp.concatenate([masses, last[None]], axis=0), sa_total, next_total
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _initial_values_core(static, mdp, r_sa, r_next):
+    model, discount = static
+    values, _ = _forward(mdp, model, discount, r_sa, r_next)
+    return values[0]
+
+
+def _initial_values_fwd(static, mdp, r_sa, r_next):
+    model, discount = static
+    values, log_policies = _forward(mdp, model, discount, r_sa, r_next)
+    return values[0], (mdp, r_sa, r_next, values, log_policies)
+
+
+def _zero_cotangent(leaf):
+    if leaf is None:
+        return None
+    if jnp.issubdtype(leaf.dtype, jnp.inexact):
+        return jnp.zeros_like(leaf)
+    return np.zeros(leaf.shape, dtype=jax.dtypes.float0)
+
+
+def _initial_values_bwd(static, residuals, cotangent):
+    mdp, r_sa, r_next, values, log_policies = residuals
+    model, discount = static
+    _, sa_total, next_total = _occupancy_pass(
+        mdp, model, discount, r_sa, r_next, values, log_policies, cotangent
+    )
+    mdp_cotangent = jax.tree.map(_zero_cotangent, mdp)
+    return mdp_cotangent, sa_total, next_total
+
+
+_initial_values_core.defvjp(_initial_values_fwd, _initial_values_bwd)
+
+
+def initial_values(
+    mdp: TabularMDP, reward, *, model: str = "causal", discount: float = 1.0
+) -> jax.Array:
+    """:math:`V_0` (causal) or :math:`W_0` (trajectory-level) for every start state, shape ``(S,)``.
+
+    Memory-lean: keeps only ``(T + 1, S)`` values. Its reverse-mode derivative in ``reward`` is the
+    occupancy recursion of THEORY §1.5 (:math:`\\partial\\sum_s g(s)V_0(s)/\\partial r(s,a) =
+    \\sum_t\\gamma^t D^g_t(s)\\pi_t(a|s)` with :math:`D^g_0 = g`), computed without storing
+    policies (sparse form) and with no gradient to the dynamics.
+
+    Args:
+        mdp: the MDP.
+        reward: ``(S,)``, ``(S, A)`` or ``(S, A, S)``.
+        model: ``"causal"``, ``"trajectory"`` or ``"trajectory_global"`` (the last two share
+            ``W_0``).
+        discount: causal only; the trajectory-level models require 1.
+    """
+    check_model(model, discount)
+    r_sa, r_next = _prepare(mdp, reward, model)
+    column = "causal" if model == "causal" else "trajectory"
+    return _initial_values_core((column, float(discount)), mdp, r_sa, r_next)
+
+
+def log_partition(mdp: TabularMDP, reward, *, model: str = "trajectory", s0=None) -> jax.Array:
+    """Exact :math:`\\log Z` of a trajectory-level model (THEORY §1.4).
+
+    * ``model="trajectory"``: :math:`\\log Z(s_0) = W_0(s_0)` for the start states ``s0`` (default:
+      every state with :math:`\\rho_0 > 0`, in index order), shape ``(n,)``;
+    * ``model="trajectory_global"``: :math:`\\log\\sum_{s_0}\\rho_0(s_0)e^{W_0(s_0)}`, shape ``()``.
+
+    The causal model is normalised and has no :math:`Z`; asking for it is an error.
+    """
+    check_model(model, 1.0, allowed=("trajectory", "trajectory_global"))
+    w0 = initial_values(mdp, reward, model="trajectory")
+    if model == "trajectory_global":
+        with jax.numpy_dtype_promotion("standard"):
+            log_rho = jnp.log(mdp.initial_dist)
+        return logsumexp(log_rho + w0)
+    return w0[start_states(mdp, s0)]
+
+
+def start_states(mdp: TabularMDP, s0=None) -> jax.Array:
+    """The start states ``s0`` as int32 indices (default: every state with ``rho_0 > 0``)."""
+    if s0 is None:
+        return jnp.asarray(np.flatnonzero(np.asarray(mdp.initial_dist) > 0), dtype=jnp.int32)
+    s0 = jnp.atleast_1d(jnp.asarray(s0, dtype=jnp.int32))
+    if not isinstance(s0, jax.core.Tracer):
+        bad = (np.asarray(s0) < 0) | (np.asarray(s0) >= mdp.num_states)
+        if bad.any():
+            raise ValueError(
+                f"`s0` must hold state indices in [0, {mdp.num_states}); "
+                f"got {np.asarray(s0)[bad][0]}."
+            )
+    return s0
+
+
+def start_distribution(mdp: TabularMDP, reward, *, model: str) -> jax.Array:
+    """Start-state law: :math:`\\rho_0`, or :math:`\\propto\\rho_0 e^{W_0}` (global model)."""
+    if model != "trajectory_global":
+        return mdp.initial_dist
+    w0 = initial_values(mdp, reward, model="trajectory")
+    with jax.numpy_dtype_promotion("standard"):
+        logits = jnp.log(mdp.initial_dist) + w0
+    return jnp.exp(logits - logsumexp(logits))
+
+
+def occupancy_measures(
+    mdp: TabularMDP, reward, *, model: str = "causal", discount: float = 1.0, start=None
+) -> Occupancy:
+    """State and state-action occupancy measures of ``model`` (THEORY §1.5).
+
+    The causal model propagates mass with the true :math:`P`; the trajectory-level models with the
+    tilted :math:`\\tilde P \\propto P e^{r(s,a,s') + W_{t+1}(s')}`; ``trajectory_global``
+    starts from
+    :math:`\\propto\\rho_0 e^{W_0}`. ``state_action`` is the exact gradient of
+    :math:`E_{start}[V_0]` (causal) or of :math:`\\log Z` (trajectory-level) in :math:`r(s,a)`.
+
+    Args:
+        mdp: the MDP.
+        reward: ``(S,)``, ``(S, A)`` or ``(S, A, S)``.
+        model: ``"causal"``, ``"trajectory"`` or ``"trajectory_global"``.
+        discount: causal only.
+        start: optional ``(S,)`` start mass (default: the model's start distribution).
+    """
+    check_model(model, discount)
+    r_sa, r_next = _prepare(mdp, reward, model)
+    column = "causal" if model == "causal" else "trajectory"
+    values, log_policies = _forward(mdp, column, discount, r_sa, r_next)
+    if start is None:
+        start = start_distribution(mdp, reward, model=model)
+    state, sa_total, _ = _occupancy_pass(
+        mdp, column, discount, r_sa, None, values, log_policies, jnp.asarray(start, r_sa.dtype)
+    )
+    weights = discount ** jnp.arange(mdp.horizon + 1, dtype=r_sa.dtype)
+    return Occupancy(state=state, state_action=sa_total, discounted_state=weights @ state)
+
+
+def feature_expectations(mdp: TabularMDP, reward, *, model: str = "causal", discount: float = 1.0):
+    """:math:`E_{p}[\\sum_t \\gamma^t\\phi(s_t,a_t)]` under ``model``, from ``mdp.features``."""
+    if mdp.features is None:
+        raise ValueError("`mdp.features` is None: feature expectations need an MDP with features.")
+    occupancy = occupancy_measures(mdp, reward, model=model, discount=discount)
+    features = mdp.features
+    if features.ndim == 2:
+        return occupancy.state_action.sum(axis=1) @ features
+    return jnp.einsum("sa,saf->f", occupancy.state_action, features)

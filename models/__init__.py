@@ -1,0 +1,1 @@
+"""Ready-made problems, importable as ``ebm_ppl.models.<name>``."""
