@@ -428,6 +428,11 @@ def log_partition(mdp: TabularMDP, reward, *, model: str = "trajectory", s0=None
 def start_states(mdp: TabularMDP, s0=None) -> jax.Array:
     """The start states ``s0`` as int32 indices (default: every state with ``rho_0 > 0``)."""
     if s0 is None:
+        if isinstance(mdp.initial_dist, jax.core.Tracer):
+            raise TypeError(
+                "`s0=None` needs a concrete `initial_dist` (its support fixes the output shape); "
+                "under jit pass `s0` explicitly, e.g. `start_states(mdp)` computed outside."
+            )
         return jnp.asarray(np.flatnonzero(np.asarray(mdp.initial_dist) > 0), dtype=jnp.int32)
     s0 = jnp.atleast_1d(jnp.asarray(s0, dtype=jnp.int32))
     if not isinstance(s0, jax.core.Tracer):

@@ -15,6 +15,7 @@ rewards and deterministic dynamics it is convex (THEORY §1.5). Optimisation run
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -79,8 +80,8 @@ def fit_reward(
             MDP (a transition of probability 0 names the demo and the step).
         model: overrides ``problem.model``.
         map_estimate: add the energy model's log-prior (MAP instead of MLE).
-        optimizer: an optax optimiser; default ``optax.lbfgs()`` (uses the objective's value for its
-            line search).
+        optimizer: an optax optimiser (hashable: it is a static ``jit`` argument, so reuse one
+            object to reuse the compilation); default ``optax.lbfgs()``.
         num_steps: optimisation steps, run in one jitted ``lax.scan``.
         init_params: starting parameters; default ``energy_model.init_params()``.
 
@@ -93,38 +94,33 @@ def fit_reward(
     if int(num_steps) < 1:
         raise ValueError(f"`num_steps` must be >= 1; got {num_steps!r}.")
     demos, _ = validate_trajectories(problem.mdp, demos, name="demos")
-    optimizer = optax.lbfgs() if optimizer is None else optimizer
     params = problem.energy_model.init_params() if init_params is None else init_params
+    params, losses, grad_norm = _optimise(
+        params, problem, demos, optimizer, int(num_steps), model, bool(map_estimate)
+    )
+    return FitResult(params=params, losses=losses, grad_norm=grad_norm)
 
-    def objective(params, problem, demos):
+
+@partial(jax.jit, static_argnums=(3, 4, 5, 6))
+def _optimise(params, problem, demos, optimizer, num_steps, model, map_estimate):
+    """One compiled optimisation per (shapes, optimiser, settings); problems are jit arguments."""
+    optimizer = optax.lbfgs() if optimizer is None else optimizer
+
+    def objective(params):
         return negative_log_likelihood(
             problem, params, demos, model=model, map_estimate=map_estimate
         )
 
-    @jax.jit
-    def run(params, problem, demos):
-        value_and_grad = optax.value_and_grad_from_state(objective)
+    value_and_grad = optax.value_and_grad_from_state(objective)
 
-        def step(carry, _):
-            params, state = carry
-            value, grad = value_and_grad(params, problem, demos, state=state)
-            updates, state = optimizer.update(
-                grad,
-                state,
-                params,
-                value=value,
-                grad=grad,
-                value_fn=lambda p: objective(p, problem, demos),
-            )
-            params = optax.apply_updates(params, updates)
-            return (params, state), value
-
-        (params, _), losses = jax.lax.scan(
-            step, (params, optimizer.init(params)), None, length=num_steps
+    def step(carry, _):
+        params, state = carry
+        value, grad = value_and_grad(params, state=state)
+        updates, state = optimizer.update(
+            grad, state, params, value=value, grad=grad, value_fn=objective
         )
-        grad = jax.grad(objective)(params, problem, demos)
-        grad_norm = optax.tree.norm(grad) if hasattr(optax, "tree") else optax.global_norm(grad)
-        return params, losses, grad_norm
+        return (optax.apply_updates(params, updates), state), value
 
-    params, losses, grad_norm = run(params, problem, demos)
-    return FitResult(params=params, losses=losses, grad_norm=grad_norm)
+    init = (params, optimizer.init(params))
+    (params, _), losses = jax.lax.scan(step, init, None, length=num_steps)
+    return params, losses, optax.tree.norm(jax.grad(objective)(params))

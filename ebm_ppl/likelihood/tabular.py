@@ -47,14 +47,18 @@ def _event_map(fn, value):
     return jax.vmap(fn)(flat).reshape(value.shape[:-2])
 
 
+def _require_mdp(mdp) -> None:
+    if not isinstance(mdp, TabularMDP):
+        raise TypeError(f"`mdp` must be a TabularMDP; got {type(mdp).__name__}.")
+
+
 class _TrajectoryDistribution(dist.Distribution):
     """Shared plumbing: event shape ``(T + 1, 2)``, integer support, batch handling."""
 
     pytree_data_fields = ("mdp",)
 
     def __init__(self, mdp: TabularMDP, *, validate_args=None):
-        if not isinstance(mdp, TabularMDP):
-            raise TypeError(f"`mdp` must be a TabularMDP; got {type(mdp).__name__}.")
+        _require_mdp(mdp)
         self.mdp = mdp
         super().__init__(
             batch_shape=(), event_shape=(mdp.horizon + 1, 2), validate_args=validate_args
@@ -90,6 +94,7 @@ class CausalTrajectories(_TrajectoryDistribution):
     pytree_aux_fields = ("discount",)
 
     def __init__(self, mdp: TabularMDP, reward, *, discount: float = 1.0, validate_args=None):
+        _require_mdp(mdp)
         check_model("causal", discount)
         self.reward = jnp.asarray(reward)
         self.discount = float(discount)
@@ -132,6 +137,7 @@ class MaxEntTrajectories(_TrajectoryDistribution):
     def __init__(
         self, mdp: TabularMDP, reward, *, model: str = "trajectory", log_z=None, validate_args=None
     ):
+        _require_mdp(mdp)
         check_model(model, 1.0, allowed=("trajectory", "trajectory_global"))
         self.reward = jnp.asarray(reward)
         self.model = model

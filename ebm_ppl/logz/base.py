@@ -52,9 +52,7 @@ class LogZEstimator(NamedTuple):
 
 
 class ExactInfo(NamedTuple):
-    """Info of :func:`exact`: the method used (``"backward_recursion"``)."""
-
-    method: str = "backward_recursion"
+    """Info of :func:`exact`: empty (the backward recursion has no diagnostics to report)."""
 
 
 def exact(model: str = "trajectory") -> LogZEstimator:
