@@ -311,9 +311,11 @@ def epic_distance(
     Sparse MDPs are densified (the canonical reward is an ``(S, A, S)`` table anyway).
 
     **Degenerate rewards.** A reward that is shaping-equivalent to a constant (e.g. a constant
-    reward) has a constant canonical reward on the coverage: distance 0 to another such reward and
-    :math:`\sqrt{1/2}` (:math:`\rho := 0`) to any other reward; never NaN (see
-    :func:`pearson_distance`). Constancy is judged relative to :math:`\max|R - R_{000}|`, the
+    reward: :math:`C(c) = 0`) has a constant canonical reward on the coverage, as may other rewards
+    on a small coverage. Such a reward is at distance 0 from another such reward and
+    :math:`\sqrt{1/2}` (:math:`\rho := 0`) from any other reward; never NaN (see
+    :func:`pearson_distance`; the triangle inequality still holds). Jit-safe: no data-dependent
+    error is raised. Constancy is judged relative to :math:`\max|R - R_{000}|`, the
     scale of the reward that entered the canonicalisation, so rounding noise in :math:`C(R)` does
     not count as signal.
 

@@ -198,39 +198,59 @@ def _tilt_base(mdp: TabularMDP, r_next: jax.Array | None):
     return probs * jnp.exp(r_next - shift), shift
 
 
+def _log_base(base):
+    return jnp.where(base > 0, jnp.log(jnp.where(base > 0, base, 1)), -jnp.inf)
+
+
+def _expand_sa(mdp: TabularMDP, sa: jax.Array) -> jax.Array:
+    """An ``(S, A)`` array broadcastable against the transition weights of the MDP's form."""
+    return sa[None] if mdp.is_sparse else sa[:, :, None]
+
+
 def _log_tilt(mdp: TabularMDP, base, shift, next_values):
-    """Trajectory-level continuation ``L(s,a) = log sum_{s'} B e^{c + W(s')}`` and its tilt.
+    """Trajectory-level continuation ``L(s,a) = log sum_{s'} B(s,a,s') e^{c + W(s')}``.
 
     A single global shift turns the log-sum-exp into a matrix-vector product (one read of the
     dynamics). Where the shifted sums underflow (value spreads beyond ~700 nats in float64) the
     step is recomputed exactly in log space.
-
-    Returns:
-        ``(L, tilted)``: ``L`` of shape ``(S, A)``; ``tilted`` the next-state conditionals
-        :math:`\\tilde P(s'\\mid s,a) \\propto B e^{W(s')}` in the MDP's form.
     """
     top = jnp.max(next_values)
-    scaled = jnp.exp(next_values - top)
-    sums = _expect(mdp, base, scaled)
-    floor = _underflow_floor(sums.dtype)
-
-    axis = 0 if mdp.is_sparse else -1
+    sums = _expect(mdp, base, jnp.exp(next_values - top))
 
     def fast(_):
-        log_norm = jnp.log(sums) + top + shift
-        norm = sums if not mdp.is_sparse else sums[None]
-        if not mdp.is_sparse:
-            norm = norm[..., None]
-        return log_norm, base * _at_next(mdp, scaled) / norm
+        return jnp.log(sums) + top + shift
 
     def exact(_):
-        log_base = jnp.where(base > 0, jnp.log(jnp.where(base > 0, base, 1)), -jnp.inf)
-        logits = log_base + _at_next(mdp, next_values)
-        log_norm = logsumexp(logits, axis=axis)
-        expanded = log_norm[None] if mdp.is_sparse else log_norm[..., None]
-        return log_norm + shift, jnp.exp(logits - expanded)
+        logits = _log_base(base) + _at_next(mdp, next_values)
+        return logsumexp(logits, axis=0 if mdp.is_sparse else -1) + shift
 
-    return jax.lax.cond(jnp.min(sums) < floor, exact, fast, None)
+    return jax.lax.cond(jnp.min(sums) < _underflow_floor(sums.dtype), exact, fast, None)
+
+
+def _tilted_weights(mdp: TabularMDP, base, shift, next_values, log_norm):
+    """Next-state conditionals :math:`\tilde P(s'|s,a) = B e^{c + W(s') - L(s,a)}`, materialised."""
+    logits = _log_base(base) + _at_next(mdp, next_values)
+    return jnp.exp(logits - _expand_sa(mdp, log_norm - shift))
+
+
+def _tilted_push(mdp: TabularMDP, base, shift, next_values, log_norm, sa_mass):
+    r"""``sum_{s,a} sa_mass(s,a) P~(s'|s,a)`` without materialising ``P~``.
+
+    :math:`\tilde P = B e^{W(s') - m} / e^{L - c - m}` factorises, so the push is
+    :math:`e^{W(s')-m}\,[B^\top (\text{mass}\,e^{-(L-c-m)})](s')`: one read of the dynamics.
+    The exact, materialised form is used where the factors would under- or overflow.
+    """
+    top = jnp.max(next_values)
+    log_sums = log_norm - shift - top
+
+    def fast(_):
+        return jnp.exp(next_values - top) * _push(mdp, sa_mass * jnp.exp(-log_sums), base)
+
+    def exact(_):
+        return _push(mdp, sa_mass, _tilted_weights(mdp, base, shift, next_values, log_norm))
+
+    floor = jnp.log(_underflow_floor(log_sums.dtype))
+    return jax.lax.cond(jnp.min(log_sums) < floor, exact, fast, None)
 
 
 def _soft_max(mdp: TabularMDP, q_values: jax.Array):
@@ -245,16 +265,20 @@ def _soft_max(mdp: TabularMDP, q_values: jax.Array):
     return values, log_policy
 
 
-def _backup(mdp, model, discount, r_sa, tilt, next_values):
-    """One backward step: ``(V_t, log_pi_t, Q_t, tilted_t)`` from ``V_{t+1}``."""
+def _q_values(mdp, model, discount, r_sa, tilt, next_values):
+    """One backup: ``(Q_t, L_t)`` from ``V_{t+1}``; ``L_t`` (trajectory-level only) is the
+    log-normaliser of the tilted transitions, ``None`` for the causal model."""
     if model == "causal":
-        q_values = r_sa + discount * _expect(mdp, _probs(mdp), next_values)
-        tilted = None
-    else:
-        log_norm, tilted = _log_tilt(mdp, *tilt, next_values)
-        q_values = r_sa + log_norm
+        return r_sa + discount * _expect(mdp, _probs(mdp), next_values), None
+    log_norm = _log_tilt(mdp, *tilt, next_values)
+    return r_sa + log_norm, log_norm
+
+
+def _backup(mdp, model, discount, r_sa, tilt, next_values):
+    """One backward step: ``(V_t, log_pi_t, Q_t, L_t)`` from ``V_{t+1}``."""
+    q_values, log_norm = _q_values(mdp, model, discount, r_sa, tilt, next_values)
     values, log_policy = _soft_max(mdp, q_values)
-    return values, log_policy, q_values, tilted
+    return values, log_policy, q_values, log_norm
 
 
 def _prepare(mdp, reward, model):
@@ -300,21 +324,31 @@ def soft_bellman(
 
 # ---------------------------------------------------------------------- lean values + occupancy VJP
 def _forward(mdp, model, discount, r_sa, r_next):
-    """Backward-in-time value pass keeping only ``V_t`` (and, dense form, the per-step policy)."""
+    """Backward-in-time value pass keeping only ``V_t``.
+
+    In dense form it also keeps each step's log-policy and tilt normaliser (``O(TSA)``, small
+    next to the ``(S, A, S)`` dynamics), so the occupancy pass reads the dynamics once per step;
+    in sparse form those are recomputed (``O(TS)`` memory).
+    """
     tilt = _tilt_base(mdp, r_next) if model != "causal" else None
-    keep_policy = not mdp.is_sparse
+    keep = not mdp.is_sparse
 
     def step(next_values, _):
-        values, log_policy, _, _ = _backup(mdp, model, discount, r_sa, tilt, next_values)
-        return values, (values, log_policy if keep_policy else None)
+        values, log_policy, _, log_norm = _backup(mdp, model, discount, r_sa, tilt, next_values)
+        kept = (log_policy, log_norm) if keep else None
+        return values, (values, kept)
 
     final = jnp.zeros((mdp.num_states,), r_sa.dtype)
-    _, (values, log_policies) = jax.lax.scan(step, final, None, length=mdp.horizon, reverse=True)
-    return jnp.concatenate([values, final[None]], axis=0), log_policies
+    _, (values, kept) = jax.lax.scan(step, final, None, length=mdp.horizon, reverse=True)
+    return jnp.concatenate([values, final[None]], axis=0), kept
 
 
-def _occupancy_pass(mdp, model, discount, r_sa, r_next, values, log_policies, start_mass):
+def _occupancy_pass(mdp, model, discount, r_sa, r_next, values, kept, start_mass):
     """Forward-in-time occupancy recursion started from ``start_mass`` (any signed ``(S,)``).
+
+    Args:
+        kept: the per-step ``(log_policy, log_norm)`` stored by :func:`_forward` (dense form), or
+            ``None`` to recompute them from ``values`` (sparse form).
 
     Returns:
         ``(state (T+1, S), state_action_total (S, A), r_next_total or None)`` where the totals are
@@ -324,29 +358,29 @@ def _occupancy_pass(mdp, model, discount, r_sa, r_next, values, log_policies, st
     tilt = _tilt_base(mdp, r_next) if model != "causal" else None
     live = (~mdp.terminal).astype(r_sa.dtype)
     stay = mdp.terminal.astype(r_sa.dtype)
-    num_states = mdp.num_states
 
     def step(carry, t):
         mass, sa_total, next_total, weight = carry
-        if log_policies is None:
-            _, log_policy, _, tilted = _backup(mdp, model, discount, r_sa, tilt, values[t + 1])
+        next_values = values[t + 1]
+        if kept is None:
+            q_values, log_norm = _q_values(mdp, model, discount, r_sa, tilt, next_values)
+            policy = jax.nn.softmax(q_values, axis=-1)
         else:
-            log_policy = log_policies[t]
-            tilted = None if model == "causal" else _log_tilt(mdp, *tilt, values[t + 1])[1]
-        sa_mass = mass[:, None] * jnp.exp(log_policy) * live[:, None]
-        weights = _probs(mdp) if model == "causal" else tilted
-        new_mass = _push(mdp, sa_mass, weights) + mass * stay
+            policy, log_norm = jnp.exp(kept[0][t]), None if model == "causal" else kept[1][t]
+        sa_mass = (mass * live)[:, None] * policy
+        if model == "causal":
+            new_mass = _push(mdp, sa_mass, _probs(mdp))
+        else:
+            new_mass = _tilted_push(mdp, *tilt, next_values, log_norm, sa_mass)
         sa_total = sa_total + weight * sa_mass
         if next_total is not None:
-            expanded = sa_mass[None] if mdp.is_sparse else sa_mass[:, :, None]
-            next_total = next_total + weight * expanded * weights
-        return (new_mass, sa_total, next_total, weight * discount), mass
+            tilted = _tilted_weights(mdp, *tilt, next_values, log_norm)
+            next_total = next_total + weight * _expand_sa(mdp, sa_mass) * tilted
+        return (new_mass + mass * stay, sa_total, next_total, weight * discount), mass
 
-    zeros_sa = jnp.zeros_like(r_sa)
     next_total = None if r_next is None else jnp.zeros_like(r_next)
-    init = (start_mass, zeros_sa, next_total, jnp.ones((), r_sa.dtype))
+    init = (start_mass, jnp.zeros_like(r_sa), next_total, jnp.ones((), r_sa.dtype))
     (last, sa_total, next_total, _), masses = jax.lax.scan(step, init, jnp.arange(mdp.horizon))
-    del num_states
     return jnp.concatenate([masses, last[None]], axis=0), sa_total, next_total
 
 
@@ -359,8 +393,8 @@ def _initial_values_core(static, mdp, r_sa, r_next):
 
 def _initial_values_fwd(static, mdp, r_sa, r_next):
     model, discount = static
-    values, log_policies = _forward(mdp, model, discount, r_sa, r_next)
-    return values[0], (mdp, r_sa, r_next, values, log_policies)
+    values, kept = _forward(mdp, model, discount, r_sa, r_next)
+    return values[0], (mdp, r_sa, r_next, values, kept)
 
 
 def _zero_cotangent(leaf):
@@ -372,10 +406,10 @@ def _zero_cotangent(leaf):
 
 
 def _initial_values_bwd(static, residuals, cotangent):
-    mdp, r_sa, r_next, values, log_policies = residuals
+    mdp, r_sa, r_next, values, kept = residuals
     model, discount = static
     _, sa_total, next_total = _occupancy_pass(
-        mdp, model, discount, r_sa, r_next, values, log_policies, cotangent
+        mdp, model, discount, r_sa, r_next, values, kept, cotangent
     )
     mdp_cotangent = jax.tree.map(_zero_cotangent, mdp)
     return mdp_cotangent, sa_total, next_total
@@ -476,11 +510,11 @@ def occupancy_measures(
     check_model(model, discount)
     r_sa, r_next = _prepare(mdp, reward, model)
     column = "causal" if model == "causal" else "trajectory"
-    values, log_policies = _forward(mdp, column, discount, r_sa, r_next)
+    values, kept = _forward(mdp, column, discount, r_sa, r_next)
     if start is None:
         start = start_distribution(mdp, reward, model=model)
     state, sa_total, _ = _occupancy_pass(
-        mdp, column, discount, r_sa, None, values, log_policies, jnp.asarray(start, r_sa.dtype)
+        mdp, column, discount, r_sa, None, values, kept, jnp.asarray(start, r_sa.dtype)
     )
     weights = discount ** jnp.arange(mdp.horizon + 1, dtype=r_sa.dtype)
     return Occupancy(state=state, state_action=sa_total, discounted_state=weights @ state)
