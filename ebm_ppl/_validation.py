@@ -13,12 +13,44 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["is_concrete", "check_shape", "check_finite", "check_probabilities", "check_choice"]
+__all__ = [
+    "is_host_data",
+    "check_features",
+    "is_concrete",
+    "check_shape",
+    "check_finite",
+    "check_probabilities",
+    "check_choice",
+]
 
 
 def is_concrete(*values: Any) -> bool:
     """Whether every leaf of ``values`` can be read on the host (is not a tracer)."""
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(values))
+
+
+def is_host_data(value: Any) -> bool:
+    """Whether ``value`` is user data to validate: a NumPy/JAX array or a list, not a tracer.
+
+    Pytree dataclasses re-run ``__post_init__`` when JAX rebuilds them, with tracers or with
+    placeholder leaves (``None``, ints, ``ShapeDtypeStruct``); those must pass through unchecked.
+    """
+    if isinstance(value, jax.core.Tracer):
+        return False
+    return isinstance(value, (np.ndarray, jax.Array, list))
+
+
+def check_features(name: str, value: Any):
+    """Validate a ``(S, F)`` or ``(S, A, F)`` finite feature array; returns it as a JAX array."""
+    import jax.numpy as jnp
+
+    features = jnp.asarray(value)
+    if features.ndim not in (2, 3):
+        raise ValueError(
+            f"`{name}` must have shape (S, F) or (S, A, F); got shape {features.shape}."
+        )
+    check_finite(name, features)
+    return features
 
 
 def _describe(value: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 
+from ebm_ppl._validation import is_host_data
 from ebm_ppl.exact.tabular import MODELS, check_model
 from ebm_ppl.spaces.tabular import TabularMDP, validate_trajectories
 
@@ -55,7 +56,7 @@ class Problem:
     def __post_init__(self):
         if isinstance(self.model, str):
             check_model(self.model, self.discount, allowed=MODELS)
-        if self.demos is not None and not isinstance(self.demos, jax.core.Tracer):
+        if is_host_data(self.demos) and isinstance(self.mdp, TabularMDP):
             observed, _ = validate_trajectories(self.mdp, self.demos, name="demos")
             object.__setattr__(self, "demos", observed)
 

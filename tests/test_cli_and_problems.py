@@ -35,3 +35,23 @@ def test_objectworld_problem():
     assert problem.true_reward().shape == (25,)
     with pytest.raises(ValueError, match="model"):
         make_problem("objectworld", jax.random.key(0), num_demos=1, model="nope")
+
+
+def test_problem_is_a_pytree():
+    """Problems cross jit/vmap/eval_shape and tree maps without re-validation errors."""
+    import jax.numpy as jnp
+
+    from ebm_ppl.logz import exact
+
+    problem = make_problem("objectworld", jax.random.key(0), num_demos=3, size=4)
+    shapes = jax.tree.map(lambda x: x.shape, problem)
+    assert shapes.demos == (3, 21, 2)
+    assert jax.eval_shape(lambda p: p, problem).mdp.horizon == 20
+    keys = jax.random.split(jax.random.key(0), 2)
+    log_z = jax.jit(
+        jax.vmap(
+            lambda k, p: exact().run(k, p, p.true_params, s0=jnp.array([0, 1])).log_z,
+            in_axes=(0, None),
+        )
+    )(keys, problem)
+    assert log_z.shape == (2, 2)

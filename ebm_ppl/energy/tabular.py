@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpyro
 import numpyro.distributions as dist
 
-from ebm_ppl._validation import check_finite
+from ebm_ppl._validation import check_features, is_host_data
 
 __all__ = ["LinearReward", "TabularReward", "MLPReward"]
 
@@ -48,15 +48,9 @@ class LinearReward:
     site: str = "theta"
 
     def __post_init__(self):
-        if not isinstance(self.features, jax.core.Tracer):
-            features = jnp.asarray(self.features)
-            if features.ndim not in (2, 3):
-                raise ValueError(
-                    f"`features` must have shape (S, F) or (S, A, F); got shape {features.shape}."
-                )
-            check_finite("features", features)
-            object.__setattr__(self, "features", features)
-            _positive("prior_scale", self.prior_scale)
+        if is_host_data(self.features):
+            object.__setattr__(self, "features", check_features("features", self.features))
+        _positive("prior_scale", self.prior_scale)
 
     @property
     def num_features(self) -> int:
@@ -156,14 +150,8 @@ class MLPReward:
     prior_scale: float = 1.0
 
     def __post_init__(self):
-        if not isinstance(self.features, jax.core.Tracer):
-            features = jnp.asarray(self.features)
-            if features.ndim not in (2, 3):
-                raise ValueError(
-                    f"`features` must have shape (S, F) or (S, A, F); got shape {features.shape}."
-                )
-            check_finite("features", features)
-            object.__setattr__(self, "features", features)
+        if is_host_data(self.features):
+            object.__setattr__(self, "features", check_features("features", self.features))
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
         _positive("prior_scale", self.prior_scale)
 
