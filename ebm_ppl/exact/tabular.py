@@ -31,6 +31,7 @@ Two entry points share the same step functions:
 
 from __future__ import annotations
 
+import functools
 from functools import partial
 from typing import NamedTuple
 
@@ -181,7 +182,8 @@ def _push(mdp: TabularMDP, sa_mass: jax.Array, weights: jax.Array) -> jax.Array:
             for m in range(mdp.predecessors.shape[0])
         ]
         return sum(incoming[1:], incoming[0])
-    return jnp.einsum("sa,san->n", sa_mass, weights)
+    # a flat vector-matrix product: einsum("sa,san->n") lowers to a far slower contraction on CPU
+    return sa_mass.reshape(-1) @ weights.reshape(-1, weights.shape[-1])
 
 
 def _underflow_floor(dtype) -> float:
@@ -233,30 +235,22 @@ def _tilted_weights(mdp: TabularMDP, base, shift, next_values, log_norm):
     return jnp.exp(logits - _expand_sa(mdp, log_norm - shift))
 
 
-def _tilted_push(mdp: TabularMDP, base, shift, next_values, log_norm, sa_mass):
-    r"""``sum_{s,a} sa_mass(s,a) P~(s'|s,a)`` without materialising ``P~``.
-
-    :math:`\tilde P = B e^{W(s') - m} / e^{L - c - m}` factorises, so the push is
-    :math:`e^{W(s')-m}\,[B^\top (\text{mass}\,e^{-(L-c-m)})](s')`: one read of the dynamics.
-    The exact, materialised form is used where the factors would under- or overflow.
-    """
-    top = jnp.max(next_values)
-    log_sums = log_norm - shift - top
-
-    def fast(_):
-        return jnp.exp(next_values - top) * _push(mdp, sa_mass * jnp.exp(-log_sums), base)
-
-    def exact(_):
-        return _push(mdp, sa_mass, _tilted_weights(mdp, base, shift, next_values, log_norm))
-
-    floor = jnp.log(_underflow_floor(log_sums.dtype))
-    return jax.lax.cond(jnp.min(log_sums) < floor, exact, fast, None)
+def _logsumexp_actions(q_values: jax.Array) -> jax.Array:
+    """``log sum_a exp Q(s, a)`` over the last axis; written column by column for few actions
+    (one fused pass on CPU instead of a max pass and a sum pass)."""
+    num_actions = q_values.shape[-1]
+    if num_actions > 16:
+        return logsumexp(q_values, axis=-1)
+    columns = [q_values[..., a] for a in range(num_actions)]
+    top = functools.reduce(jnp.maximum, columns)
+    top = jnp.where(jnp.isfinite(top), top, 0)
+    return top + jnp.log(sum(jnp.exp(column - top) for column in columns))
 
 
 def _soft_max(mdp: TabularMDP, q_values: jax.Array):
     """``V = logsumexp_a Q`` with terminal states masked to 0, and the log-policy."""
     num_actions = q_values.shape[-1]
-    values = jnp.where(mdp.terminal, 0, logsumexp(q_values, axis=-1))
+    values = jnp.where(mdp.terminal, 0, _logsumexp_actions(q_values))
     log_policy = jnp.where(
         mdp.terminal[:, None],
         -jnp.log(num_actions).astype(q_values.dtype),
@@ -323,77 +317,167 @@ def soft_bellman(
 
 
 # ---------------------------------------------------------------------- lean values + occupancy VJP
-def _forward(mdp, model, discount, r_sa, r_next):
-    """Backward-in-time value pass keeping only ``V_t``.
+class _Lean(NamedTuple):
+    """Per-call constants of the memory-lean path."""
 
-    In dense form it also keeps each step's log-policy and tilt normaliser (``O(TSA)``, small
-    next to the ``(S, A, S)`` dynamics), so the occupancy pass reads the dynamics once per step;
-    in sparse form those are recomputed (``O(TS)`` memory).
+    r_sa: jax.Array  # (S, A) per-step reward (causal: with E[r(s,a,s')] folded in)
+    base: jax.Array | None  # trajectory-level: B = P exp(r_next - c) in the MDP's form
+    shift: jax.Array | None  # trajectory-level: c
+    row_max: jax.Array | None  # trajectory-level: m(s) = max_a r(s, a)
+    row_weights: jax.Array | None  # trajectory-level: exp(r(s, a) - m(s))
+
+
+def _lean_constants(mdp, model, r_sa, r_next) -> _Lean:
+    if model == "causal":
+        return _Lean(r_sa, None, None, None, None)
+    base, shift = _tilt_base(mdp, r_next)
+    row_max = jnp.max(r_sa, axis=-1)
+    return _Lean(r_sa, base, shift, row_max, jnp.exp(r_sa - row_max[:, None]))
+
+
+def _tilt_sums(mdp, base, next_values):
+    """``(top, scaled, sums)``: ``scaled = e^{W - top}``, ``sums = sum_{s'} B scaled``."""
+    top = jnp.max(next_values)
+    scaled = jnp.exp(next_values - top)
+    return top, scaled, _expect(mdp, base, scaled)
+
+
+def _step_inputs(mdp, model, discount, lean, next_values):
+    """What one step needs from ``V_{t+1}``: causal ``Q_t``; trajectory-level ``(top, sums)``.
+
+    Each costs one read of the dynamics.
     """
-    tilt = _tilt_base(mdp, r_next) if model != "causal" else None
+    if model == "causal":
+        return lean.r_sa + discount * _expect(mdp, _probs(mdp), next_values)
+    top, _, sums = _tilt_sums(mdp, lean.base, next_values)
+    return top, sums
+
+
+def _lean_value(mdp, model, lean, inputs, next_values):
+    """``V_t`` from the step inputs (terminal states masked to 0).
+
+    Trajectory-level: :math:`W_t = \\mathrm{top} + c + m(s) + \\log\\sum_a e^{r(s,a) - m(s)}
+    \\mathrm{sums}(s,a)`, a log over states only; the exact log-space backup replaces it where
+    the shifted sums underflow.
+    """
+    if model == "causal":
+        return jnp.where(mdp.terminal, 0, _logsumexp_actions(inputs))
+    top, sums = inputs
+
+    def fast(_):
+        total = jnp.sum(lean.row_weights * sums, axis=-1)
+        return top + lean.shift + lean.row_max + jnp.log(total)
+
+    def exact(_):
+        return _logsumexp_actions(lean.r_sa + _log_tilt(mdp, lean.base, lean.shift, next_values))
+
+    values = jax.lax.cond(jnp.min(sums) < _underflow_floor(sums.dtype), exact, fast, None)
+    return jnp.where(mdp.terminal, 0, values)
+
+
+def _forward(mdp, model, discount, lean):
+    """Backward-in-time value pass keeping only ``V_t``, shape ``(T + 1, S)``.
+
+    In dense form it also keeps each step's inputs (``O(TSA)``, small next to the ``(S, A, S)``
+    dynamics) so that the occupancy pass reads the dynamics once per step; in sparse form they are
+    recomputed, which keeps memory at ``O(TS)``.
+    """
     keep = not mdp.is_sparse
 
     def step(next_values, _):
-        values, log_policy, _, log_norm = _backup(mdp, model, discount, r_sa, tilt, next_values)
-        kept = (log_policy, log_norm) if keep else None
-        return values, (values, kept)
+        inputs = _step_inputs(mdp, model, discount, lean, next_values)
+        values = _lean_value(mdp, model, lean, inputs, next_values)
+        return values, (values, inputs if keep else None)
 
-    final = jnp.zeros((mdp.num_states,), r_sa.dtype)
+    final = jnp.zeros((mdp.num_states,), lean.r_sa.dtype)
     _, (values, kept) = jax.lax.scan(step, final, None, length=mdp.horizon, reverse=True)
     return jnp.concatenate([values, final[None]], axis=0), kept
 
 
-def _occupancy_pass(mdp, model, discount, r_sa, r_next, values, kept, start_mass):
+def _occupancy_step(mdp, model, lean, inputs, values, next_values, mass, want_tilt):
+    """One forward step of the occupancy recursion.
+
+    Returns:
+        ``(sa_mass (S, A), next_mass (S,), tilted or None)`` with ``sa_mass = D_t(s) pi_t(a|s)``
+        on live states, ``next_mass`` its push through the model's transitions (true ``P`` for
+        the causal model, :math:`\\tilde P` for the trajectory level) and ``tilted`` the
+        materialised :math:`\\tilde P` when ``want_tilt``.
+    """
+    live = ~mdp.terminal
+    if model == "causal":
+        policy = jnp.exp(inputs - values[:, None])
+        sa_mass = jnp.where(live, mass, 0)[:, None] * policy
+        return sa_mass, _push(mdp, sa_mass, _probs(mdp)), None
+    top, sums = inputs
+    scaled = jnp.exp(next_values - top)
+
+    def fast(_):
+        # pi * D = coef * sums with coef = D e^{top + c + m - W_t} e^{r - m}; P~ = B scaled / sums
+        inverse_total = jnp.exp(top + lean.shift + lean.row_max - values)
+        coef = jnp.where(live, mass * inverse_total, 0)[:, None] * lean.row_weights
+        tilted = None
+        if want_tilt:
+            tilted = lean.base * _at_next(mdp, scaled) / _expand_sa(mdp, sums)
+        return coef * sums, scaled * _push(mdp, coef, lean.base), tilted
+
+    def exact(_):
+        log_norm = _log_tilt(mdp, lean.base, lean.shift, next_values)
+        policy = jnp.exp(lean.r_sa + log_norm - values[:, None])
+        sa_mass = jnp.where(live, mass, 0)[:, None] * policy
+        tilted = _tilted_weights(mdp, lean.base, lean.shift, next_values, log_norm)
+        return sa_mass, _push(mdp, sa_mass, tilted), tilted if want_tilt else None
+
+    return jax.lax.cond(jnp.min(sums) < _underflow_floor(sums.dtype), exact, fast, None)
+
+
+def _occupancy_pass(mdp, model, discount, lean, values, kept, start_mass, want_tilt=False):
     """Forward-in-time occupancy recursion started from ``start_mass`` (any signed ``(S,)``).
 
     Args:
-        kept: the per-step ``(log_policy, log_norm)`` stored by :func:`_forward` (dense form), or
-            ``None`` to recompute them from ``values`` (sparse form).
+        kept: the per-step inputs stored by :func:`_forward` (dense form), or ``None`` to
+            recompute them from ``values`` (sparse form).
+        want_tilt: also accumulate :math:`\\sum_t\\gamma^t D^{sa}_t\\tilde P_t` (the gradient in
+            ``r(s,a,s')`` of the trajectory-level models).
 
     Returns:
-        ``(state (T+1, S), state_action_total (S, A), r_next_total or None)`` where the totals are
-        discounted by :math:`\\gamma^t` and ``r_next_total`` is
-        :math:`\\sum_t \\gamma^t D^{sa}_t \\tilde P_t` in the MDP's form.
+        ``(state (T+1, S), state_action_total (S, A), tilt_total or None)``, totals discounted by
+        :math:`\\gamma^t`.
     """
-    tilt = _tilt_base(mdp, r_next) if model != "causal" else None
-    live = (~mdp.terminal).astype(r_sa.dtype)
-    stay = mdp.terminal.astype(r_sa.dtype)
+    stay = mdp.terminal
 
     def step(carry, t):
-        mass, sa_total, next_total, weight = carry
+        mass, sa_total, tilt_total, weight = carry
         next_values = values[t + 1]
         if kept is None:
-            q_values, log_norm = _q_values(mdp, model, discount, r_sa, tilt, next_values)
-            policy = jax.nn.softmax(q_values, axis=-1)
+            inputs = _step_inputs(mdp, model, discount, lean, next_values)
         else:
-            policy, log_norm = jnp.exp(kept[0][t]), None if model == "causal" else kept[1][t]
-        sa_mass = (mass * live)[:, None] * policy
-        if model == "causal":
-            new_mass = _push(mdp, sa_mass, _probs(mdp))
-        else:
-            new_mass = _tilted_push(mdp, *tilt, next_values, log_norm, sa_mass)
+            inputs = jax.tree.map(lambda x: x[t], kept)
+        sa_mass, next_mass, tilted = _occupancy_step(
+            mdp, model, lean, inputs, values[t], next_values, mass, want_tilt
+        )
         sa_total = sa_total + weight * sa_mass
-        if next_total is not None:
-            tilted = _tilted_weights(mdp, *tilt, next_values, log_norm)
-            next_total = next_total + weight * _expand_sa(mdp, sa_mass) * tilted
-        return (new_mass + mass * stay, sa_total, next_total, weight * discount), mass
+        if want_tilt:
+            tilt_total = tilt_total + weight * _expand_sa(mdp, sa_mass) * tilted
+        next_mass = next_mass + jnp.where(stay, mass, 0)
+        return (next_mass, sa_total, tilt_total, weight * discount), mass
 
-    next_total = None if r_next is None else jnp.zeros_like(r_next)
-    init = (start_mass, jnp.zeros_like(r_sa), next_total, jnp.ones((), r_sa.dtype))
-    (last, sa_total, next_total, _), masses = jax.lax.scan(step, init, jnp.arange(mdp.horizon))
-    return jnp.concatenate([masses, last[None]], axis=0), sa_total, next_total
+    tilt_total = jnp.zeros_like(lean.base) if want_tilt else None
+    init = (start_mass, jnp.zeros_like(lean.r_sa), tilt_total, jnp.ones((), lean.r_sa.dtype))
+    (last, sa_total, tilt_total, _), masses = jax.lax.scan(step, init, jnp.arange(mdp.horizon))
+    return jnp.concatenate([masses, last[None]], axis=0), sa_total, tilt_total
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _initial_values_core(static, mdp, r_sa, r_next):
     model, discount = static
-    values, _ = _forward(mdp, model, discount, r_sa, r_next)
+    values, _ = _forward(mdp, model, discount, _lean_constants(mdp, model, r_sa, r_next))
     return values[0]
 
 
 def _initial_values_fwd(static, mdp, r_sa, r_next):
     model, discount = static
-    values, kept = _forward(mdp, model, discount, r_sa, r_next)
+    lean = _lean_constants(mdp, model, r_sa, r_next)
+    values, kept = _forward(mdp, model, discount, lean)
     return values[0], (mdp, r_sa, r_next, values, kept)
 
 
@@ -408,11 +492,12 @@ def _zero_cotangent(leaf):
 def _initial_values_bwd(static, residuals, cotangent):
     mdp, r_sa, r_next, values, kept = residuals
     model, discount = static
-    _, sa_total, next_total = _occupancy_pass(
-        mdp, model, discount, r_sa, r_next, values, kept, cotangent
+    lean = _lean_constants(mdp, model, r_sa, r_next)
+    _, sa_total, tilt_total = _occupancy_pass(
+        mdp, model, discount, lean, values, kept, cotangent, want_tilt=r_next is not None
     )
-    mdp_cotangent = jax.tree.map(_zero_cotangent, mdp)
-    return mdp_cotangent, sa_total, next_total
+    # d/d r_next of B = P e^{r_next - c}: the tilt total (the shift c cancels in every value)
+    return jax.tree.map(_zero_cotangent, mdp), sa_total, tilt_total
 
 
 _initial_values_core.defvjp(_initial_values_fwd, _initial_values_bwd)
@@ -510,11 +595,12 @@ def occupancy_measures(
     check_model(model, discount)
     r_sa, r_next = _prepare(mdp, reward, model)
     column = "causal" if model == "causal" else "trajectory"
-    values, kept = _forward(mdp, column, discount, r_sa, r_next)
+    lean = _lean_constants(mdp, column, r_sa, r_next)
+    values, kept = _forward(mdp, column, discount, lean)
     if start is None:
         start = start_distribution(mdp, reward, model=model)
     state, sa_total, _ = _occupancy_pass(
-        mdp, column, discount, r_sa, None, values, kept, jnp.asarray(start, r_sa.dtype)
+        mdp, column, discount, lean, values, kept, jnp.asarray(start, r_sa.dtype)
     )
     weights = discount ** jnp.arange(mdp.horizon + 1, dtype=r_sa.dtype)
     return Occupancy(state=state, state_action=sa_total, discounted_state=weights @ state)
