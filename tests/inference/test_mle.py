@@ -48,14 +48,18 @@ def test_mle_matches_feature_expectations(random_mdp):
 
 @pytest.mark.parametrize("model", ["trajectory", "trajectory_global"])
 def test_trajectory_level_models_fit(model):
-    problem = make_problem("objectworld", jax.random.key(1), num_demos=100, model=model, size=5)
+    problem = make_problem(
+        "objectworld", jax.random.key(1), num_demos=60, model=model, size=4, horizon=8
+    )
     fit = fit_reward(problem, num_steps=30)
     assert float(fit.grad_norm) < 1e-6
     assert float(fit.losses[-1]) <= float(fit.losses[0])
 
 
 def test_map_shrinks_toward_prior_mean():
-    problem = make_problem("objectworld", jax.random.key(2), num_demos=10, size=5, prior_scale=1e-2)
+    problem = make_problem(
+        "objectworld", jax.random.key(2), num_demos=10, size=4, horizon=8, prior_scale=1e-2
+    )
     mle = fit_reward(problem, num_steps=30)
     map_fit = fit_reward(problem, num_steps=30, map_estimate=True)
     assert np.linalg.norm(map_fit.params["theta"]) < 0.5 * np.linalg.norm(mle.params["theta"])
