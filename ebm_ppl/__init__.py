@@ -12,9 +12,9 @@ from ebm_ppl.inference import FitResult as FitResult
 from ebm_ppl.inference import fit_reward as fit_reward
 from ebm_ppl.likelihood import CausalTrajectories as CausalTrajectories
 from ebm_ppl.likelihood import MaxEntTrajectories as MaxEntTrajectories
-from ebm_ppl.likelihood import PolicyRollout as PolicyRollout
 from ebm_ppl.metrics import epic_distance as epic_distance
 from ebm_ppl.metrics import expected_value_difference as expected_value_difference
+from ebm_ppl.policies import PolicyRollout as PolicyRollout
 from ebm_ppl.problems import Problem as Problem
 from ebm_ppl.problems import make_problem as make_problem
 from ebm_ppl.spaces import TabularMDP as TabularMDP

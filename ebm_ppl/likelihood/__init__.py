@@ -2,6 +2,5 @@
 
 from ebm_ppl.likelihood.tabular import CausalTrajectories as CausalTrajectories
 from ebm_ppl.likelihood.tabular import MaxEntTrajectories as MaxEntTrajectories
-from ebm_ppl.likelihood.tabular import PolicyRollout as PolicyRollout
 
-__all__ = ["CausalTrajectories", "MaxEntTrajectories", "PolicyRollout"]
+__all__ = ["CausalTrajectories", "MaxEntTrajectories"]

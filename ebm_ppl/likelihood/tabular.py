@@ -25,63 +25,17 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpyro.distributions as dist
-from numpyro.distributions import constraints
 
-from ebm_ppl.exact.sampling import policy_rollout, sample_trajectories
+from ebm_ppl.exact.sampling import sample_trajectories
 from ebm_ppl.exact.tabular import check_model, initial_values, soft_bellman, start_states
-from ebm_ppl.exact.trajectory import (
-    log_base_measure,
-    sum_log_policy,
-    trajectory_return,
-)
+from ebm_ppl.exact.trajectory import sum_log_policy, trajectory_return
+from ebm_ppl.policies.tabular import TrajectoryDistribution, require_mdp
 from ebm_ppl.spaces.tabular import TabularMDP
 
-__all__ = ["CausalTrajectories", "MaxEntTrajectories", "PolicyRollout"]
+__all__ = ["CausalTrajectories", "MaxEntTrajectories"]
 
 
-def _event_map(fn, value):
-    """Apply a per-trajectory ``fn`` over the leading (batch) axes of ``value``."""
-    value = jnp.asarray(value, dtype=jnp.int32)
-    flat = value.reshape((-1,) + value.shape[-2:])
-    return jax.vmap(fn)(flat).reshape(value.shape[:-2])
-
-
-def _require_mdp(mdp) -> None:
-    if not isinstance(mdp, TabularMDP):
-        raise TypeError(f"`mdp` must be a TabularMDP; got {type(mdp).__name__}.")
-
-
-class _TrajectoryDistribution(dist.Distribution):
-    """Shared plumbing: event shape ``(T + 1, 2)``, integer support, batch handling."""
-
-    pytree_data_fields = ("mdp",)
-
-    def __init__(self, mdp: TabularMDP, *, validate_args=None):
-        _require_mdp(mdp)
-        self.mdp = mdp
-        super().__init__(
-            batch_shape=(), event_shape=(mdp.horizon + 1, 2), validate_args=validate_args
-        )
-
-    @constraints.dependent_property(is_discrete=True, event_dim=2)
-    def support(self):
-        return constraints.independent(constraints.integer_interval(-1, self.mdp.num_states - 1), 2)
-
-    def log_prob(self, value):
-        return _event_map(
-            lambda obs: log_base_measure(self.mdp, obs) + self._log_prob_policy(obs), value
-        )
-
-    def log_prob_policy(self, value):
-        """The dynamics-free part of ``log_prob`` (THEORY §4): ``log_prob`` minus ``log b(tau)``."""
-        return _event_map(self._log_prob_policy, value)
-
-    def _log_prob_policy(self, observed):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class CausalTrajectories(_TrajectoryDistribution):
+class CausalTrajectories(TrajectoryDistribution):
     """Maximum-causal-entropy trajectories (THEORY §1.3); normalised, no :math:`Z` needed.
 
     Args:
@@ -94,7 +48,7 @@ class CausalTrajectories(_TrajectoryDistribution):
     pytree_aux_fields = ("discount",)
 
     def __init__(self, mdp: TabularMDP, reward, *, discount: float = 1.0, validate_args=None):
-        _require_mdp(mdp)
+        require_mdp(mdp)
         check_model("causal", discount)
         self.reward = jnp.asarray(reward)
         self.discount = float(discount)
@@ -114,7 +68,7 @@ class CausalTrajectories(_TrajectoryDistribution):
         return sum_log_policy(self.log_policy, observed)
 
 
-class MaxEntTrajectories(_TrajectoryDistribution):
+class MaxEntTrajectories(TrajectoryDistribution):
     """Trajectory-level MaxEnt model :math:`p(\\tau) = b(\\tau)e^{R(\\tau)}/Z` (THEORY §1.1–§1.2).
 
     Under stochastic dynamics this model tilts the transitions toward high-value next states and
@@ -137,7 +91,7 @@ class MaxEntTrajectories(_TrajectoryDistribution):
     def __init__(
         self, mdp: TabularMDP, reward, *, model: str = "trajectory", log_z=None, validate_args=None
     ):
-        _require_mdp(mdp)
+        require_mdp(mdp)
         check_model(model, 1.0, allowed=("trajectory", "trajectory_global"))
         self.reward = jnp.asarray(reward)
         self.model = model
@@ -170,7 +124,7 @@ class MaxEntTrajectories(_TrajectoryDistribution):
                 f"got model={model!r}."
             )
         mdp = problem.mdp
-        result = estimator.run(rng_key, problem, params, s0=None if model != "trajectory" else None)
+        result = estimator.run(rng_key, problem, params)
         if model == "trajectory":
             table = jnp.full((mdp.num_states,), jnp.inf, dtype=result.log_z.dtype)
             log_z = table.at[start_states(mdp)].set(result.log_z)
@@ -188,35 +142,3 @@ class MaxEntTrajectories(_TrajectoryDistribution):
         if self.model == "trajectory_global":
             return total - self.log_z
         return total - self.log_z[jnp.maximum(jnp.asarray(observed)[0, 0], 0)]
-
-
-class PolicyRollout(_TrajectoryDistribution):
-    """Trajectories of a policy in the true dynamics, :math:`q(\\tau) = b(\\tau)\\prod_t\\pi_t`.
-
-    Args:
-        mdp: the MDP.
-        log_policy: ``(T, S, A)`` time-indexed or ``(S, A)`` stationary log-probabilities.
-    """
-
-    pytree_data_fields = ("log_policy",)
-
-    def __init__(self, mdp: TabularMDP, log_policy, *, validate_args=None):
-        log_policy = jnp.asarray(log_policy)
-        num_states, num_actions = mdp.num_states, mdp.num_actions
-        if log_policy.shape == (num_states, num_actions):
-            log_policy = jnp.broadcast_to(log_policy, (mdp.horizon, num_states, num_actions))
-        if log_policy.shape != (mdp.horizon, num_states, num_actions):
-            raise ValueError(
-                f"`log_policy` must have shape (T, S, A) = ({mdp.horizon}, {num_states}, "
-                f"{num_actions}) or (S, A); got {log_policy.shape}."
-            )
-        self.log_policy = log_policy
-        super().__init__(mdp, validate_args=validate_args)
-
-    def sample(self, key, sample_shape=()):
-        num = int(jnp.prod(jnp.asarray(sample_shape))) if sample_shape else 1
-        draws = policy_rollout(key, self.mdp, self.log_policy, num)
-        return draws.reshape(tuple(sample_shape) + self.event_shape)
-
-    def _log_prob_policy(self, observed):
-        return sum_log_policy(self.log_policy, observed)

@@ -1,5 +1,6 @@
-"""Policy rollout distributions q(tau) (generators and proposals)."""
+"""Policy rollout distributions q(tau): the proposals and generators everything else uses."""
 
-from ebm_ppl.likelihood.tabular import PolicyRollout as PolicyRollout
+from ebm_ppl.policies.tabular import PolicyRollout as PolicyRollout
+from ebm_ppl.policies.tabular import TrajectoryDistribution as TrajectoryDistribution
 
-__all__ = ["PolicyRollout"]
+__all__ = ["PolicyRollout", "TrajectoryDistribution"]

@@ -11,8 +11,9 @@ from ebm_ppl.energy import LinearReward
 from ebm_ppl.exact.enumerate import enumerate_trajectories
 from ebm_ppl.exact.tabular import soft_bellman
 from ebm_ppl.exact.trajectory import log_base_measure
-from ebm_ppl.likelihood import CausalTrajectories, MaxEntTrajectories, PolicyRollout
+from ebm_ppl.likelihood import CausalTrajectories, MaxEntTrajectories
 from ebm_ppl.logz import exact
+from ebm_ppl.policies import PolicyRollout
 from ebm_ppl.problems import Problem
 from ebm_ppl.spaces.tabular import validate_trajectories
 
