@@ -19,17 +19,15 @@ from ebm_ppl.spaces.tabular import validate_trajectories
 
 
 def _distributions(mdp, reward):
-    log_policy = jax.nn.log_softmax(
-        jnp.asarray(
-            np.random.default_rng(1).normal(size=(mdp.horizon, mdp.num_states, mdp.num_actions))
-        )
-    )
+    """Builders by name (built lazily: each test pays only for the distribution it uses)."""
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(mdp.horizon, mdp.num_states, mdp.num_actions))
     return {
-        "causal": CausalTrajectories(mdp, reward),
-        "causal_discounted": CausalTrajectories(mdp, reward, discount=0.8),
-        "trajectory": MaxEntTrajectories(mdp, reward, model="trajectory"),
-        "trajectory_global": MaxEntTrajectories(mdp, reward, model="trajectory_global"),
-        "rollout": PolicyRollout(mdp, log_policy),
+        "causal": lambda: CausalTrajectories(mdp, reward),
+        "causal_discounted": lambda: CausalTrajectories(mdp, reward, discount=0.8),
+        "trajectory": lambda: MaxEntTrajectories(mdp, reward, model="trajectory"),
+        "trajectory_global": lambda: MaxEntTrajectories(mdp, reward, model="trajectory_global"),
+        "rollout": lambda: PolicyRollout(mdp, jax.nn.log_softmax(jnp.asarray(logits))),
     }
 
 
@@ -40,7 +38,7 @@ def _distributions(mdp, reward):
 def test_probabilities_sum_to_one_over_all_trajectories(random_mdp, name, terminal):
     mdp = random_mdp(3, num_states=3, num_actions=2, horizon=3, terminal=terminal)
     reward = mdp.features @ jnp.array([0.7, -1.2])
-    distribution = _distributions(mdp, reward)[name]
+    distribution = _distributions(mdp, reward)[name]()
     observed = enumerate_trajectories(mdp).observed
     total = jnp.sum(jnp.exp(distribution.log_prob(observed)))
     np.testing.assert_allclose(total, 1.0, rtol=1e-12)
@@ -50,7 +48,7 @@ def test_probabilities_sum_to_one_over_all_trajectories(random_mdp, name, termin
 def test_log_prob_policy_is_log_prob_without_dynamics(random_mdp, name):
     mdp = random_mdp(4, horizon=4)
     reward = mdp.features @ jnp.array([0.3, 0.9])
-    distribution = _distributions(mdp, reward)[name]
+    distribution = _distributions(mdp, reward)[name]()
     observed = enumerate_trajectories(mdp).observed[:50]
     base = jax.vmap(lambda obs: log_base_measure(mdp, obs))(jnp.asarray(observed))
     np.testing.assert_allclose(
@@ -61,7 +59,7 @@ def test_log_prob_policy_is_log_prob_without_dynamics(random_mdp, name):
 @pytest.mark.parametrize("name", ["causal", "trajectory", "trajectory_global", "rollout"])
 def test_sample_shapes_and_validity(random_mdp, name):
     mdp = random_mdp(5, horizon=4, terminal=True)
-    distribution = _distributions(mdp, mdp.features @ jnp.array([1.0, 0.0]))[name]
+    distribution = _distributions(mdp, mdp.features @ jnp.array([1.0, 0.0]))[name]()
     draws = distribution.sample(jax.random.key(0), (2, 3))
     assert draws.shape == (2, 3, mdp.horizon + 1, 2)
     validate_trajectories(mdp, draws.reshape(-1, mdp.horizon + 1, 2))
@@ -103,7 +101,8 @@ def test_distribution_is_a_pytree_under_jit(random_mdp):
     mdp = random_mdp(8)
     reward = mdp.features @ jnp.array([0.5, 0.5])
     observed = jnp.asarray(enumerate_trajectories(mdp).observed[:10])
-    for distribution in _distributions(mdp, reward).values():
+    for build in _distributions(mdp, reward).values():
+        distribution = build()
         jitted = jax.jit(lambda d, v: d.log_prob(v))(distribution, observed)
         np.testing.assert_allclose(jitted, distribution.log_prob(observed), rtol=1e-12)
 
