@@ -9,7 +9,10 @@ demonstrations are exact samples of the chosen MaxEnt model at :math:`\\theta^*`
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
+import jax.numpy as jnp
 from numpyro.infer.util import Predictive
 
 from ebm_ppl.energy import LinearReward
@@ -63,8 +66,9 @@ def make_problem(
     features = mdp.features
     # distances standardised to zero mean and unit spread so that prior_scale means the same
     # thing on every grid size
-    features = (features - features.mean(axis=0)) / features.std(axis=0)
-    mdp = mdp.__class__(**{**mdp.__dict__, "features": features})
+    spread = features.std(axis=0)
+    features = (features - features.mean(axis=0)) / jnp.where(spread > 0, spread, 1)
+    mdp = dataclasses.replace(mdp, features=features)
     energy_model = LinearReward(features, prior_scale=prior_scale)
     true_params = Predictive(energy_model.prior, num_samples=1)(key_theta)
     true_params = {name: value[0] for name, value in true_params.items()}

@@ -269,7 +269,7 @@ class ObjectWorldEnv(gymnasium.Env):
         for colour, cells in enumerate(self.objects):
             grid[cells] = str(colour % 10)
         grid[self.s] = "A"
-        lines = ["".join(grid[r * self.size:(r + 1) * self.size]) for r in range(self.size)]
+        lines = ["".join(grid[r * self.size : (r + 1) * self.size]) for r in range(self.size)]
         return "\n".join(lines) + "\n"
 
 

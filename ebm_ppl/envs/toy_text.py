@@ -154,9 +154,7 @@ def _read_table(env: Any) -> _Table:
     for s in range(num_states):
         actions = _lookup(table, s, "`env.P`")
         if len(actions) != num_actions:
-            raise ValueError(
-                f"`env.P[{s}]` must have {num_actions} actions; got {len(actions)}."
-            )
+            raise ValueError(f"`env.P[{s}]` must have {num_actions} actions; got {len(actions)}.")
         row_s, flags_s = [], []
         for a in range(num_actions):
             entries = _lookup(actions, a, f"`env.P[{s}]`")

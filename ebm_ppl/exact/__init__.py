@@ -2,6 +2,7 @@
 
 from ebm_ppl.exact.enumerate import enumerate_trajectories as enumerate_trajectories
 from ebm_ppl.exact.enumerate import enumerated_log_probs as enumerated_log_probs
+from ebm_ppl.exact.infinite import soft_value_iteration as soft_value_iteration
 from ebm_ppl.exact.sampling import policy_rollout as policy_rollout
 from ebm_ppl.exact.sampling import sample_trajectories as sample_trajectories
 from ebm_ppl.exact.tabular import MODELS as MODELS
@@ -28,4 +29,5 @@ __all__ = [
     "policy_rollout",
     "sample_trajectories",
     "soft_bellman",
+    "soft_value_iteration",
 ]

@@ -13,7 +13,7 @@ import numpy as np
 
 from ebm_ppl.spaces.tabular import PAD, TabularMDP
 
-__all__ = ["Enumeration", "enumerate_trajectories", "enumerated_log_probs"]
+__all__ = ["Enumeration", "enumerate_trajectories", "enumerated_log_probs", "returns"]
 
 
 class Enumeration(NamedTuple):
@@ -21,8 +21,8 @@ class Enumeration(NamedTuple):
 
     Attributes:
         observed: ``(M, T + 1, 2)`` int arrays.
-        log_base: ``(M,)`` :math:`\\log\\rho_0(s_0) + \\sum_t \\log P(s_{t+1}|s_t,a_t)`.
-        returns_fn: not stored; use :func:`returns` on ``observed``.
+        log_base: ``(M,)`` :math:`\\log\\rho_0(s_0) + \\sum_t \\log P(s_{t+1}|s_t,a_t)`; the
+            returns under a reward come from :func:`returns`.
     """
 
     observed: np.ndarray
@@ -61,9 +61,6 @@ def enumerate_trajectories(mdp: TabularMDP, *, max_trajectories: int = 2_000_000
                 f"enumeration exceeds `max_trajectories` = {max_trajectories} at step {t}; "
                 "use a smaller MDP or horizon."
             )
-    # the state row of a terminal state keeps its index; later rows are -1
-    first_pad = np.where(states == PAD, 1, 0)
-    del first_pad
     observed = np.stack(
         [states, np.concatenate([actions, np.full((states.shape[0], 1), PAD)], axis=1)], axis=-1
     )
@@ -122,6 +119,3 @@ def enumerated_log_probs(
 def _logsumexp(x: np.ndarray) -> float:
     top = np.max(x)
     return float(top + np.log(np.sum(np.exp(x - top))))
-
-
-__all__ += ["returns"]

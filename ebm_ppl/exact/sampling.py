@@ -21,7 +21,7 @@ from ebm_ppl.exact.tabular import (
 )
 from ebm_ppl.spaces.tabular import PAD, TabularMDP
 
-__all__ = ["sample_trajectories", "rollout"]
+__all__ = ["sample_trajectories", "rollout", "policy_rollout"]
 
 
 def _log(x):
@@ -130,6 +130,3 @@ def policy_rollout(rng_key, mdp: TabularMDP, log_policy, num_samples: int) -> ja
         log_policy = jnp.broadcast_to(log_policy, (mdp.horizon,) + log_policy.shape)
     next_fn = _next_state_logits(mdp, None, None)
     return rollout(rng_key, mdp, log_policy, mdp.initial_dist, next_fn, num_samples)
-
-
-__all__ += ["policy_rollout"]

@@ -177,6 +177,8 @@ def _push(mdp: TabularMDP, sa_mass: jax.Array, weights: jax.Array) -> jax.Array:
     """``sum_{s,a} sa_mass(s, a) weights(s, a, s')`` -> ``(S,)`` (sparse: gathers predecessors)."""
     if mdp.is_sparse:
         flat = jnp.sum(weights * sa_mass[None], axis=-1).reshape(-1)
+        if mdp.predecessors is None:  # some state has many predecessors: scatter-add instead
+            return jax.ops.segment_sum(flat, mdp.next_states.reshape(-1), mdp.num_states)
         incoming = [
             flat.at[mdp.predecessors[m]].get(mode="fill", fill_value=0)
             for m in range(mdp.predecessors.shape[0])
@@ -186,18 +188,34 @@ def _push(mdp: TabularMDP, sa_mass: jax.Array, weights: jax.Array) -> jax.Array:
     return sa_mass.reshape(-1) @ weights.reshape(-1, weights.shape[-1])
 
 
+def _underflows(mdp: TabularMDP, sums: jax.Array) -> jax.Array:
+    """Whether any live row's shifted sum is too small for the fast path (terminal rows, whose
+    value is pinned to 0, never need the exact branch)."""
+    live_sums = jnp.where(mdp.terminal[:, None], jnp.inf, sums)
+    return jnp.min(live_sums) < _underflow_floor(sums.dtype)
+
+
 def _underflow_floor(dtype) -> float:
     info = jnp.finfo(dtype)
     return float(info.tiny) / float(info.eps)
 
 
 def _tilt_base(mdp: TabularMDP, r_next: jax.Array | None):
-    """``B = P exp(r_next - c)`` and the shift ``c`` (``B = P``, ``c = 0`` without ``r_next``)."""
+    """``B = P exp(r_next - c)`` with a per-row shift ``c(s, a) = max_{s': P > 0} r_next``.
+
+    Returns ``(B, c)``: ``B`` in the MDP's form, ``c`` of shape ``(S, A)`` (``B = P`` and
+    ``c = 0`` without ``r_next``). Shifting each row by its own maximum over the support keeps one
+    entry of every row at ``P > 0``, so no row underflows however widely rewards spread, and
+    impossible transitions never set the scale.
+    """
     probs = _probs(mdp)
     if r_next is None:
-        return probs, jnp.zeros((), probs.dtype)
-    shift = jnp.max(r_next)
-    return probs * jnp.exp(r_next - shift), shift
+        return probs, jnp.zeros(probs.shape[1:] if mdp.is_sparse else probs.shape[:2], probs.dtype)
+    support = probs > 0
+    axis = 0 if mdp.is_sparse else -1
+    shift = jnp.max(jnp.where(support, r_next, -jnp.inf), axis=axis)
+    centred = jnp.where(support, r_next - _expand_sa(mdp, shift), 0)  # double where: safe gradient
+    return jnp.where(support, probs * jnp.exp(centred), 0), shift
 
 
 def _log_base(base):
@@ -226,11 +244,11 @@ def _log_tilt(mdp: TabularMDP, base, shift, next_values):
         logits = _log_base(base) + _at_next(mdp, next_values)
         return logsumexp(logits, axis=0 if mdp.is_sparse else -1) + shift
 
-    return jax.lax.cond(jnp.min(sums) < _underflow_floor(sums.dtype), exact, fast, None)
+    return jax.lax.cond(_underflows(mdp, sums), exact, fast, None)
 
 
 def _tilted_weights(mdp: TabularMDP, base, shift, next_values, log_norm):
-    """Next-state conditionals :math:`\tilde P(s'|s,a) = B e^{c + W(s') - L(s,a)}`, materialised."""
+    r"""Next-state conditionals :math:`\tilde P(s'|s,a) = B e^{c + W(s') - L(s,a)}`, in full."""
     logits = _log_base(base) + _at_next(mdp, next_values)
     return jnp.exp(logits - _expand_sa(mdp, log_norm - shift))
 
@@ -331,8 +349,10 @@ def _lean_constants(mdp, model, r_sa, r_next) -> _Lean:
     if model == "causal":
         return _Lean(r_sa, None, None, None, None)
     base, shift = _tilt_base(mdp, r_next)
+    r_sa = r_sa + shift  # the per-row shift of B folded into the per-step reward
     row_max = jnp.max(r_sa, axis=-1)
-    return _Lean(r_sa, base, shift, row_max, jnp.exp(r_sa - row_max[:, None]))
+    zero = jnp.zeros((), r_sa.dtype)
+    return _Lean(r_sa, base, zero, row_max, jnp.exp(r_sa - row_max[:, None]))
 
 
 def _tilt_sums(mdp, base, next_values):
@@ -371,7 +391,7 @@ def _lean_value(mdp, model, lean, inputs, next_values):
     def exact(_):
         return _logsumexp_actions(lean.r_sa + _log_tilt(mdp, lean.base, lean.shift, next_values))
 
-    values = jax.lax.cond(jnp.min(sums) < _underflow_floor(sums.dtype), exact, fast, None)
+    values = jax.lax.cond(_underflows(mdp, sums), exact, fast, None)
     return jnp.where(mdp.terminal, 0, values)
 
 
@@ -427,7 +447,7 @@ def _occupancy_step(mdp, model, lean, inputs, values, next_values, mass, want_ti
         tilted = _tilted_weights(mdp, lean.base, lean.shift, next_values, log_norm)
         return sa_mass, _push(mdp, sa_mass, tilted), tilted if want_tilt else None
 
-    return jax.lax.cond(jnp.min(sums) < _underflow_floor(sums.dtype), exact, fast, None)
+    return jax.lax.cond(_underflows(mdp, sums), exact, fast, None)
 
 
 def _occupancy_pass(mdp, model, discount, lean, values, kept, start_mass, want_tilt=False):
@@ -534,13 +554,13 @@ def log_partition(mdp: TabularMDP, reward, *, model: str = "trajectory", s0=None
     * ``model="trajectory_global"``: :math:`\\log\\sum_{s_0}\\rho_0(s_0)e^{W_0(s_0)}`, shape ``()``.
 
     The causal model is normalised and has no :math:`Z`; asking for it is an error.
+    Differentiable in ``reward`` (and :math:`\\rho_0` for the global model) through the occupancy
+    VJP of :func:`initial_values`; no gradient flows to the transition probabilities.
     """
     check_model(model, 1.0, allowed=("trajectory", "trajectory_global"))
     w0 = initial_values(mdp, reward, model="trajectory")
     if model == "trajectory_global":
-        with jax.numpy_dtype_promotion("standard"):
-            log_rho = jnp.log(mdp.initial_dist)
-        return logsumexp(log_rho + w0)
+        return logsumexp(_log_base(mdp.initial_dist) + w0)
     return w0[start_states(mdp, s0)]
 
 
@@ -569,8 +589,7 @@ def start_distribution(mdp: TabularMDP, reward, *, model: str) -> jax.Array:
     if model != "trajectory_global":
         return mdp.initial_dist
     w0 = initial_values(mdp, reward, model="trajectory")
-    with jax.numpy_dtype_promotion("standard"):
-        logits = jnp.log(mdp.initial_dist) + w0
+    logits = _log_base(mdp.initial_dist) + w0
     return jnp.exp(logits - logsumexp(logits))
 
 
@@ -599,9 +618,10 @@ def occupancy_measures(
     values, kept = _forward(mdp, column, discount, lean)
     if start is None:
         start = start_distribution(mdp, reward, model=model)
-    state, sa_total, _ = _occupancy_pass(
-        mdp, column, discount, lean, values, kept, jnp.asarray(start, r_sa.dtype)
-    )
+    start = jnp.asarray(start, r_sa.dtype)
+    if start.shape != (mdp.num_states,):
+        raise ValueError(f"`start` must have shape (S,) = ({mdp.num_states},); got {start.shape}.")
+    state, sa_total, _ = _occupancy_pass(mdp, column, discount, lean, values, kept, start)
     weights = discount ** jnp.arange(mdp.horizon + 1, dtype=r_sa.dtype)
     return Occupancy(state=state, state_action=sa_total, discounted_state=weights @ state)
 

@@ -25,6 +25,7 @@ from ebm_ppl.exact.tabular import reward_table, soft_bellman
 from ebm_ppl.spaces.tabular import TabularMDP
 
 __all__ = [
+    "encoding_is_valid",
     "steps",
     "log_base_measure",
     "trajectory_return",
@@ -53,12 +54,34 @@ def steps(observed):
     return clip(states), clip(actions), clip(next_states), mask
 
 
+def encoding_is_valid(mdp: TabularMDP, observed) -> jax.Array:
+    """Whether one observed array is a well-formed trajectory of ``mdp`` (jit-safe, no raising).
+
+    Checks what indexing would otherwise silently clamp: states and actions in range, an action
+    of ``-1`` only at a terminal state or at row ``T``, and ``-1`` rows only after termination.
+    Transition probabilities are not checked here (an impossible step already has log P = -inf).
+    """
+    observed = jnp.asarray(observed, dtype=jnp.int32)
+    states, actions = observed[:, 0], observed[:-1, 1]
+    alive = jnp.concatenate([jnp.ones((1,), bool), actions >= 0])  # rows that carry a state
+    state_ok = jnp.where(alive, (states >= 0) & (states < mdp.num_states), states == -1)
+    current = jnp.clip(states[:-1], 0, mdp.num_states - 1)
+    stops = alive[:-1] & (actions < 0)  # a live row without an action must be terminal
+    action_ok = jnp.where(stops, mdp.terminal[current], ~alive[:-1] | (actions < mdp.num_actions))
+    after_ok = jnp.where(alive[:-1], True, actions == -1)
+    return jnp.all(state_ok) & jnp.all(action_ok) & jnp.all(after_ok) & (observed[-1, 1] == -1)
+
+
 def log_base_measure(mdp: TabularMDP, observed) -> jax.Array:
-    """:math:`\\log\\rho_0(s_0) + \\sum_{t<L}\\log P(s_{t+1}\\mid s_t, a_t)` for one trajectory."""
+    """:math:`\\log\\rho_0(s_0) + \\sum_{t<L}\\log P(s_{t+1}\\mid s_t, a_t)` for one trajectory.
+
+    ``-inf`` for an array that is not a well-formed trajectory (see :func:`encoding_is_valid`).
+    """
     states, actions, next_states, mask = steps(observed)
     start = jnp.maximum(jnp.asarray(observed)[0, 0], 0)
     log_p = _safe_log(mdp.transition_prob(states, actions, next_states))
-    return _safe_log(mdp.initial_dist[start]) + jnp.sum(jnp.where(mask, log_p, 0))
+    total = _safe_log(mdp.initial_dist[start]) + jnp.sum(jnp.where(mask, log_p, 0))
+    return jnp.where(encoding_is_valid(mdp, observed), total, -jnp.inf)
 
 
 def trajectory_return(mdp: TabularMDP, reward, observed, discount: float = 1.0) -> jax.Array:

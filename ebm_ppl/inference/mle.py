@@ -47,6 +47,10 @@ def negative_log_likelihood(
     problem, params, demos, *, model: str | None = None, map_estimate=False
 ):
     """Mean exact negative log-likelihood (plus ``-log prior / N`` when ``map_estimate``)."""
+    if jnp.ndim(demos) != 3:
+        raise ValueError(
+            f"`demos` must be a batch of shape (N, T + 1, 2); got shape {jnp.shape(demos)}."
+        )
     distribution = trajectory_distribution(problem, params, model=model)
     loss = -jnp.mean(distribution.log_prob(demos))
     if map_estimate:
@@ -104,14 +108,20 @@ def fit_reward(
 @partial(jax.jit, static_argnums=(3, 4, 5, 6))
 def _optimise(params, problem, demos, optimizer, num_steps, model, map_estimate):
     """One compiled optimisation per (shapes, optimiser, settings); problems are jit arguments."""
-    optimizer = optax.lbfgs() if optimizer is None else optimizer
+    line_search = optimizer is None
+    optimizer = optax.lbfgs() if line_search else optax.with_extra_args_support(optimizer)
 
     def objective(params):
         return negative_log_likelihood(
             problem, params, demos, model=model, map_estimate=map_estimate
         )
 
-    value_and_grad = optax.value_and_grad_from_state(objective)
+    # L-BFGS keeps the last value and gradient in its state; other optimisers get a fresh pair
+    value_and_grad = (
+        optax.value_and_grad_from_state(objective)
+        if line_search
+        else lambda params, state: jax.value_and_grad(objective)(params)
+    )
 
     def step(carry, _):
         params, state = carry

@@ -17,7 +17,7 @@ def trajectory_distribution(problem, params, *, model: str | None = None):
         model: overrides ``problem.model``.
     """
     model = problem.model if model is None else model
-    check_model(model, problem.discount if model == "causal" else 1.0)
+    check_model(model, problem.discount)
     reward = problem.energy_model.reward(params)
     if model == "causal":
         return CausalTrajectories(problem.mdp, reward, discount=problem.discount)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from ebm_ppl.exact.sampling import sample_trajectories
 from ebm_ppl.exact.tabular import check_model, initial_values, soft_bellman, start_states
-from ebm_ppl.exact.trajectory import sum_log_policy, trajectory_return
+from ebm_ppl.exact.trajectory import _safe_log, sum_log_policy, trajectory_return
 from ebm_ppl.policies.tabular import TrajectoryDistribution, require_mdp
 from ebm_ppl.spaces.tabular import TabularMDP
 
@@ -83,6 +83,7 @@ class MaxEntTrajectories(TrajectoryDistribution):
         log_z: optional precomputed :math:`\\log Z`: ``(S,)`` indexed by start state for
             ``"trajectory"``, scalar for ``"trajectory_global"``; default: exact recursion.
             Use :meth:`from_estimator` for an estimated :math:`\\log Z`.
+            The exact default is differentiable in ``reward`` only: the dynamics are constants.
     """
 
     pytree_data_fields = ("reward", "log_z")
@@ -98,8 +99,7 @@ class MaxEntTrajectories(TrajectoryDistribution):
         if log_z is None:
             w0 = initial_values(mdp, self.reward, model="trajectory")
             if model == "trajectory_global":
-                with jax.numpy_dtype_promotion("standard"):
-                    log_rho = jnp.where(mdp.initial_dist > 0, jnp.log(mdp.initial_dist), -jnp.inf)
+                log_rho = _safe_log(mdp.initial_dist)
                 log_z = jax.scipy.special.logsumexp(log_rho + w0)
             else:
                 log_z = w0

@@ -12,9 +12,10 @@ import jax.numpy as jnp
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
+from ebm_ppl._validation import is_concrete
 from ebm_ppl.exact.sampling import policy_rollout
 from ebm_ppl.exact.trajectory import log_base_measure, sum_log_policy
-from ebm_ppl.spaces.tabular import TabularMDP
+from ebm_ppl.spaces.tabular import TabularMDP, validate_trajectories
 
 __all__ = ["TrajectoryDistribution", "PolicyRollout", "require_mdp"]
 
@@ -49,15 +50,32 @@ class TrajectoryDistribution(dist.Distribution):
 
     @constraints.dependent_property(is_discrete=True, event_dim=2)
     def support(self):
-        return constraints.independent(constraints.integer_interval(-1, self.mdp.num_states - 1), 2)
+        # a box over both columns (states < S, actions < A); the exact structure is checked by
+        # `validate_trajectories` and made -inf by `log_prob`
+        upper = max(self.mdp.num_states, self.mdp.num_actions) - 1
+        return constraints.independent(constraints.integer_interval(-1, upper), 2)
+
+    def _check_value(self, value):
+        shape = jnp.shape(value)
+        if shape[-2:] != self.event_shape:
+            raise ValueError(
+                f"`value` must have shape (..., T + 1, 2) = (..., {self.event_shape[0]}, 2); "
+                f"got {shape}."
+            )
+        if self._validate_args and is_concrete(value):
+            flat = jnp.reshape(value, (-1,) + self.event_shape)
+            validate_trajectories(self.mdp, flat, name="value")
 
     def log_prob(self, value):
+        """Log-probability of observed arrays ``(..., T + 1, 2)`` (``-inf`` if malformed)."""
+        self._check_value(value)
         return _event_map(
             lambda obs: log_base_measure(self.mdp, obs) + self._log_prob_policy(obs), value
         )
 
     def log_prob_policy(self, value):
         """The dynamics-free part of ``log_prob`` (THEORY §4): ``log_prob`` minus ``log b(tau)``."""
+        self._check_value(value)
         return _event_map(self._log_prob_policy, value)
 
     def _log_prob_policy(self, observed):  # pragma: no cover - abstract
@@ -75,6 +93,7 @@ class PolicyRollout(TrajectoryDistribution):
     pytree_data_fields = ("log_policy",)
 
     def __init__(self, mdp: TabularMDP, log_policy, *, validate_args=None):
+        require_mdp(mdp)
         log_policy = jnp.asarray(log_policy)
         num_states, num_actions = mdp.num_states, mdp.num_actions
         if log_policy.shape == (num_states, num_actions):

@@ -48,6 +48,9 @@ __all__ = ["TabularMDP", "Trajectories", "PAD"]
 PAD = -1
 """Value used for actions and states after termination (and for the last row's action)."""
 
+MAX_GATHER_IN_DEGREE = 32
+"""Largest in-degree for which the occupancy recursion gathers over predecessor lists."""
+
 
 def _as_int32(x) -> jax.Array:
     return jnp.asarray(x, dtype=jnp.int32)
@@ -68,7 +71,9 @@ class TabularMDP:
         next_probs: ``(U, S, A)``: ``P(next_states[u, s] | s, a)`` (0 on padding).
         predecessors: ``(M, S)`` int32 flat indices into the ``U*S`` entries of ``next_states``
             that lead to each state (``M`` the largest in-degree); padding is ``U*S``, out of
-            range, read as 0. ``None`` in dense form.
+            range, read as 0. ``None`` in dense form, and when ``M`` exceeds
+            ``MAX_GATHER_IN_DEGREE`` (a hub state would make the table ``O(S^2)``): the occupancy
+            recursion then scatter-adds instead of gathering.
         initial_dist: ``(S,)`` initial state distribution :math:`\\rho_0`.
         terminal: ``(S,)`` bool, absorbing masked states.
         features: optional ``(S, F)`` or ``(S, A, F)`` features.
@@ -362,7 +367,7 @@ def _merge_successors(successors: np.ndarray, probs: np.ndarray):
     return next_states, next_probs
 
 
-def _predecessor_lists(next_states: np.ndarray, valid: np.ndarray, num_states: int) -> jax.Array:
+def _predecessor_lists(next_states: np.ndarray, valid: np.ndarray, num_states: int):
     """Flat ``(u, s)`` indices of the entries leading into each state, padded with ``U*S``."""
     flat_next = next_states.reshape(-1)
     entries = np.flatnonzero(valid.reshape(-1))
@@ -371,6 +376,8 @@ def _predecessor_lists(next_states: np.ndarray, valid: np.ndarray, num_states: i
     entries, targets = entries[order], targets[order]
     counts = np.bincount(targets, minlength=num_states)
     width = max(int(counts.max()) if counts.size else 0, 1)
+    if width > MAX_GATHER_IN_DEGREE:
+        return None
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     slot = np.arange(entries.size) - starts[targets]
     table = np.full((num_states, width), flat_next.size, dtype=np.int64)
