@@ -10,9 +10,12 @@ trajectory-level models. :math:`s_0\sim\rho_0` except for ``trajectory_global``
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
+from ebm_ppl._validation import check_finite
 from ebm_ppl.exact.tabular import (
     check_model,
     reward_table,
@@ -112,6 +115,16 @@ def sample_trajectories(
         Observed arrays of shape ``(num_samples, T + 1, 2)`` (int32).
     """
     check_model(model, discount)
+    if int(num_samples) < 1:
+        raise ValueError(f"`num_samples` must be an int >= 1; got {num_samples!r}.")
+    reward = jnp.asarray(reward)
+    check_finite("reward", reward)  # eagerly: inside the jitted core the reward is traced
+    return _sample_jit(rng_key, mdp, reward, model, int(num_samples), float(discount))
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5))
+def _sample_jit(rng_key, mdp, reward, model, num_samples, discount):
+    """The sampler of :func:`sample_trajectories`, compiled once per shape and setting."""
     column = "causal" if model == "causal" else "trajectory"
     solution = soft_bellman(mdp, reward, model=column, discount=discount)
     if model == "causal":

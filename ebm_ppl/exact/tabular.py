@@ -319,6 +319,14 @@ def soft_bellman(
         :class:`SoftBellman`. Differentiable by ordinary reverse mode (stores ``O(TSA)``).
     """
     check_model(model, discount)
+    reward = jnp.asarray(reward)
+    check_finite("reward", reward)  # eagerly: inside the jitted core the reward is traced
+    return _soft_bellman_jit(mdp, reward, model, float(discount))
+
+
+@partial(jax.jit, static_argnums=(2, 3))
+def _soft_bellman_jit(mdp, reward, model, discount):
+    """The recursion of :func:`soft_bellman`, compiled once per shape, model and discount."""
     r_sa, r_next = _prepare(mdp, reward, model)
     tilt = _tilt_base(mdp, r_next) if model != "causal" else None
 
