@@ -19,16 +19,13 @@ from ebm_ppl._validation import check_finite
 from ebm_ppl.exact.tabular import (
     check_model,
     reward_table,
+    safe_log,
     soft_bellman,
     start_distribution,
 )
 from ebm_ppl.spaces.tabular import PAD, TabularMDP
 
 __all__ = ["sample_trajectories", "rollout", "policy_rollout"]
-
-
-def _log(x):
-    return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)), -jnp.inf)
 
 
 def rollout(rng_key, mdp: TabularMDP, log_policy, start_dist, next_logits_fn, num_samples: int):
@@ -45,7 +42,7 @@ def rollout(rng_key, mdp: TabularMDP, log_policy, start_dist, next_logits_fn, nu
     """
     horizon = mdp.horizon
     key_start, key_steps = jax.random.split(rng_key)
-    starts = jax.random.categorical(key_start, _log(start_dist), shape=(num_samples,))
+    starts = jax.random.categorical(key_start, safe_log(start_dist), shape=(num_samples,))
 
     def one(state, key):
         def step(carry, inputs):
@@ -77,11 +74,11 @@ def _next_state_logits(mdp: TabularMDP, r_next, values):
     def fn(t, state, action):
         if mdp.is_sparse:
             candidates = mdp.next_states[:, state]
-            logits = _log(mdp.next_probs[:, state, action])
+            logits = safe_log(mdp.next_probs[:, state, action])
             extra_r = None if r_next is None else r_next[:, state, action]
         else:
             candidates = jnp.arange(mdp.num_states)
-            logits = _log(mdp.transitions[state, action])
+            logits = safe_log(mdp.transitions[state, action])
             extra_r = None if r_next is None else r_next[state, action]
         if values is not None:
             logits = logits + values[t + 1][candidates]

@@ -218,8 +218,9 @@ def _tilt_base(mdp: TabularMDP, r_next: jax.Array | None):
     return jnp.where(support, probs * jnp.exp(centred), 0), shift
 
 
-def _log_base(base):
-    return jnp.where(base > 0, jnp.log(jnp.where(base > 0, base, 1)), -jnp.inf)
+def safe_log(x):
+    """``log x`` with ``-inf`` where ``x = 0``, and finite gradients there (double ``where``)."""
+    return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)), -jnp.inf)
 
 
 def _expand_sa(mdp: TabularMDP, sa: jax.Array) -> jax.Array:
@@ -241,7 +242,7 @@ def _log_tilt(mdp: TabularMDP, base, shift, next_values):
         return jnp.log(sums) + top + shift
 
     def exact(_):
-        logits = _log_base(base) + _at_next(mdp, next_values)
+        logits = safe_log(base) + _at_next(mdp, next_values)
         return logsumexp(logits, axis=0 if mdp.is_sparse else -1) + shift
 
     return jax.lax.cond(_underflows(mdp, sums), exact, fast, None)
@@ -249,7 +250,7 @@ def _log_tilt(mdp: TabularMDP, base, shift, next_values):
 
 def _tilted_weights(mdp: TabularMDP, base, shift, next_values, log_norm):
     r"""Next-state conditionals :math:`\tilde P(s'|s,a) = B e^{c + W(s') - L(s,a)}`, in full."""
-    logits = _log_base(base) + _at_next(mdp, next_values)
+    logits = safe_log(base) + _at_next(mdp, next_values)
     return jnp.exp(logits - _expand_sa(mdp, log_norm - shift))
 
 
@@ -568,7 +569,7 @@ def log_partition(mdp: TabularMDP, reward, *, model: str = "trajectory", s0=None
     check_model(model, 1.0, allowed=("trajectory", "trajectory_global"))
     w0 = initial_values(mdp, reward, model="trajectory")
     if model == "trajectory_global":
-        return logsumexp(_log_base(mdp.initial_dist) + w0)
+        return logsumexp(safe_log(mdp.initial_dist) + w0)
     return w0[start_states(mdp, s0)]
 
 
@@ -597,7 +598,7 @@ def start_distribution(mdp: TabularMDP, reward, *, model: str) -> jax.Array:
     if model != "trajectory_global":
         return mdp.initial_dist
     w0 = initial_values(mdp, reward, model="trajectory")
-    logits = _log_base(mdp.initial_dist) + w0
+    logits = safe_log(mdp.initial_dist) + w0
     return jnp.exp(logits - logsumexp(logits))
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ebm_ppl.exact.tabular import reward_table, soft_bellman
+from ebm_ppl.exact.tabular import reward_table, safe_log, soft_bellman
 from ebm_ppl.spaces.tabular import TabularMDP
 
 __all__ = [
@@ -32,10 +32,6 @@ __all__ = [
     "sum_log_policy",
     "causal_log_prob",
 ]
-
-
-def _safe_log(x):
-    return jnp.where(x > 0, jnp.log(jnp.where(x > 0, x, 1)), -jnp.inf)
 
 
 def steps(observed):
@@ -79,8 +75,8 @@ def log_base_measure(mdp: TabularMDP, observed) -> jax.Array:
     """
     states, actions, next_states, mask = steps(observed)
     start = jnp.maximum(jnp.asarray(observed)[0, 0], 0)
-    log_p = _safe_log(mdp.transition_prob(states, actions, next_states))
-    total = _safe_log(mdp.initial_dist[start]) + jnp.sum(jnp.where(mask, log_p, 0))
+    log_p = safe_log(mdp.transition_prob(states, actions, next_states))
+    total = safe_log(mdp.initial_dist[start]) + jnp.sum(jnp.where(mask, log_p, 0))
     return jnp.where(encoding_is_valid(mdp, observed), total, -jnp.inf)
 
 

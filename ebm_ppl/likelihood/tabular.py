@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 
 from ebm_ppl.exact.sampling import sample_trajectories
-from ebm_ppl.exact.tabular import check_model, initial_values, soft_bellman, start_states
-from ebm_ppl.exact.trajectory import _safe_log, sum_log_policy, trajectory_return
+from ebm_ppl.exact.tabular import check_model, initial_values, safe_log, soft_bellman, start_states
+from ebm_ppl.exact.trajectory import sum_log_policy, trajectory_return
 from ebm_ppl.policies.tabular import TrajectoryDistribution, require_mdp
 from ebm_ppl.spaces.tabular import TabularMDP
 
@@ -99,7 +99,7 @@ class MaxEntTrajectories(TrajectoryDistribution):
         if log_z is None:
             w0 = initial_values(mdp, self.reward, model="trajectory")
             if model == "trajectory_global":
-                log_rho = _safe_log(mdp.initial_dist)
+                log_rho = safe_log(mdp.initial_dist)
                 log_z = jax.scipy.special.logsumexp(log_rho + w0)
             else:
                 log_z = w0
