@@ -41,6 +41,7 @@ __all__ = [
     "EVD_POLICIES",
     "canonicalize_reward",
     "epic_distance",
+    "epic_distances",
     "expected_value_difference",
     "hard_optimal_policy",
     "pearson_distance",
@@ -342,10 +343,47 @@ def epic_distance(
     """
     _check_mdp(mdp)
     _check_discount(discount)
-    num_states, num_actions = mdp.num_states, mdp.num_actions
     lifted_a = _masked_lift("reward_a", reward_a, mdp, mask_terminal)
     lifted_b = _masked_lift("reward_b", reward_b, mdp, mask_terminal)
     dtype = jnp.result_type(lifted_a, lifted_b)
+    coverage = _epic_coverage(mdp, coverage, dtype)
+    return _epic_kernel(lifted_a, lifted_b, coverage, discount)
+
+
+def epic_distances(
+    reference, rewards, mdp: TabularMDP, discount: float = 1.0, *, coverage=None
+) -> jax.Array:
+    """:func:`epic_distance` from ``reference`` to each of a batch of ``rewards`` (e.g. draws).
+
+    Args:
+        reference: ``(S,)``, ``(S, A)`` or ``(S, A, S)``.
+        rewards: ``(B, *reward_shape)`` with one of those reward shapes.
+        mdp, discount, coverage: as in :func:`epic_distance`.
+
+    Returns:
+        ``(B,)`` distances.
+    """
+    _check_mdp(mdp)
+    _check_discount(discount)
+    rewards = jnp.asarray(rewards)
+    if rewards.ndim < 2:
+        raise ValueError(
+            f"`rewards` must have a leading batch axis, shape (B, *reward_shape); got "
+            f"{rewards.shape}."
+        )
+    lifted_ref = _masked_lift("reference", reference, mdp, False)
+    _check_reward("rewards[0]", rewards[0], mdp)
+    check_finite("rewards", rewards)
+    dtype = jnp.result_type(lifted_ref, rewards)
+    coverage = _epic_coverage(mdp, coverage, dtype)
+    lift = lambda r: _lift(r.astype(dtype), mdp.num_states, mdp.num_actions)
+    kernel = lambda r: _epic_kernel(lifted_ref, lift(r), coverage, discount)
+    return jax.lax.map(kernel, rewards, batch_size=256)
+
+
+def _epic_coverage(mdp: TabularMDP, coverage, dtype) -> jax.Array:
+    """The default coverage (possible transitions from live states) or the validated one."""
+    num_states, num_actions = mdp.num_states, mdp.num_actions
     if coverage is None:
         transitions = mdp.to_dense().transitions
         coverage = ((transitions > 0) & ~mdp.terminal[:, None, None]).astype(dtype)
@@ -354,12 +392,9 @@ def epic_distance(
                 "the default EPIC coverage is empty: every state of `mdp` is terminal. Pass "
                 "`coverage` explicitly."
             )
-    else:
-        shape = (num_states, num_actions, num_states)
-        coverage = _check_weights(
-            "coverage", coverage, shape, f"(S, A, S) = {shape}", dtype
-        ).astype(dtype)
-    return _epic_kernel(lifted_a, lifted_b, coverage, discount)
+        return coverage
+    shape = (num_states, num_actions, num_states)
+    return _check_weights("coverage", coverage, shape, f"(S, A, S) = {shape}", dtype).astype(dtype)
 
 
 @jax.jit

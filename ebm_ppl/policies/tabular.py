@@ -27,6 +27,10 @@ def _event_map(fn, value):
     return jax.vmap(fn)(flat).reshape(value.shape[:-2])
 
 
+def _mdp_is_concrete(mdp) -> bool:
+    return all(is_concrete(leaf) for leaf in jax.tree.leaves(mdp))
+
+
 def require_mdp(mdp) -> None:
     """Raise ``TypeError`` unless ``mdp`` is a :class:`TabularMDP`."""
     if not isinstance(mdp, TabularMDP):
@@ -62,9 +66,11 @@ class TrajectoryDistribution(dist.Distribution):
                 f"`value` must have shape (..., T + 1, 2) = (..., {self.event_shape[0]}, 2); "
                 f"got {shape}."
             )
-        if self._validate_args and is_concrete(value):
-            flat = jnp.reshape(value, (-1,) + self.event_shape)
-            validate_trajectories(self.mdp, flat, name="value")
+        if self._validate_args and is_concrete(value) and _mdp_is_concrete(self.mdp):
+            # eager even inside a trace whose constants these are (jnp ops would be staged)
+            with jax.ensure_compile_time_eval():
+                flat = jnp.reshape(value, (-1,) + self.event_shape)
+                validate_trajectories(self.mdp, flat, name="value")
 
     def log_prob(self, value):
         """Log-probability of observed arrays ``(..., T + 1, 2)`` (``-inf`` if malformed)."""
