@@ -24,8 +24,17 @@ __all__ = ["Problem", "PROBLEMS", "make_problem", "list_problems"]
 
 PROBLEMS: dict[str, str] = {
     "objectworld": "ebm_ppl.models.objectworld",
+    "frozenlake": "ebm_ppl.models.frozenlake",
+    "cliffwalking": "ebm_ppl.models.cliffwalking",
+    "taxi": "ebm_ppl.models.taxi",
 }
-"""Problem name -> module path holding its ``make_problem(rng_key, **options)``."""
+"""Problem name -> module path holding its ``make_problem(rng_key, **options)``.
+
+``objectworld`` samples its demonstrations exactly from the MDP's tables; the Gymnasium toy-text
+problems (``frozenlake``, ``cliffwalking``, ``taxi``) collect theirs by rolling the causal
+soft-optimal policy of a stated reward through the real ``env.step``
+(:func:`ebm_ppl.envs.toy_text.collect_demonstrations`).
+"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +51,8 @@ class Problem:
         true_params: the parameters that generated the demonstrations (synthetic problems).
         demos: observed arrays ``(N, T + 1, 2)``.
         birl_discount: :math:`\\gamma` of the Bayesian-IRL likelihood (THEORY §7.5).
+        grid_shape: ``(rows, cols)`` for grid worlds whose state index is row-major
+            (``state = row * cols + col``); ``None`` otherwise. Used for reward heat maps.
     """
 
     name: str
@@ -52,6 +63,7 @@ class Problem:
     true_params: Any = None
     demos: Any = None
     birl_discount: float = 0.9
+    grid_shape: tuple | None = None
 
     def __post_init__(self):
         if isinstance(self.model, str):
@@ -59,6 +71,14 @@ class Problem:
         if is_host_data(self.demos) and isinstance(self.mdp, TabularMDP):
             observed, _ = validate_trajectories(self.mdp, self.demos, name="demos")
             object.__setattr__(self, "demos", observed)
+        if self.grid_shape is not None and is_host_data(self.mdp.initial_dist):
+            shape = tuple(int(n) for n in self.grid_shape)
+            if len(shape) != 2 or shape[0] * shape[1] != self.mdp.num_states:
+                raise ValueError(
+                    f"`grid_shape` must be (rows, cols) with rows * cols = S = "
+                    f"{self.mdp.num_states}; got {self.grid_shape!r}."
+                )
+            object.__setattr__(self, "grid_shape", shape)
 
     def true_reward(self):
         """The reward table at ``true_params`` (raises if the problem has none)."""
@@ -73,7 +93,7 @@ class Problem:
 jax.tree_util.register_dataclass(
     Problem,
     data_fields=["mdp", "energy_model", "true_params", "demos"],
-    meta_fields=["name", "model", "discount", "birl_discount"],
+    meta_fields=["name", "model", "discount", "birl_discount", "grid_shape"],
 )
 
 

@@ -85,4 +85,5 @@ def make_problem(
         discount=1.0,
         true_params=true_params,
         demos=demos,
+        grid_shape=(size, size),
     )

@@ -48,7 +48,10 @@ What the three Gymnasium 1.x environments do (read from their tables in gymnasiu
   table.
 
 The horizon and the Gymnasium ``TimeLimit`` (``max_episode_steps``) are independent: the MDP's
-horizon is what the caller passes.
+horizon is what the caller passes. :func:`make_toy_text_env` makes an environment whose
+``TimeLimit`` is the horizon, for :func:`collect_demonstrations`, which rolls a time-indexed policy
+through the **real** ``env.step`` (not through the MDP's tables) and encodes the episodes as the
+library's observed arrays.
 """
 
 from __future__ import annotations
@@ -59,9 +62,10 @@ from collections import deque
 from typing import Any
 
 import gymnasium
+import jax
 import numpy as np
 
-from ebm_ppl.spaces.tabular import TabularMDP
+from ebm_ppl.spaces.tabular import PAD, TabularMDP, validate_trajectories
 
 __all__ = [
     "tabular_mdp_from_env",
@@ -70,6 +74,8 @@ __all__ = [
     "frozenlake",
     "cliffwalking",
     "taxi",
+    "make_toy_text_env",
+    "collect_demonstrations",
     "FROZENLAKE_ID",
     "CLIFFWALKING_ID",
     "TAXI_ID",
@@ -413,3 +419,171 @@ def taxi(horizon: int = 200, *, sparse: bool = False, **env_kwargs) -> TabularMD
             refused with ``ValueError``).
     """
     return load_toy_text(TAXI_ID, horizon, sparse=sparse, **env_kwargs)[0]
+
+
+# ---------------------------------------------------------------------- the real environment
+_POLICY_ATOL = 1e-5
+
+
+def _check_count(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an int >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def make_toy_text_env(env_id: str, horizon: int, **env_kwargs) -> gymnasium.Env:
+    """``gymnasium.make(env_id, max_episode_steps=horizon, **env_kwargs)``.
+
+    The environment's ``TimeLimit`` is set to the MDP's horizon, so an episode that has not
+    terminated is truncated exactly at step ``T`` -- the end of the library's observed array --
+    whatever limit the id registers (``FrozenLake-v1``: 100 or 200, ``Taxi-v4``: 200,
+    ``CliffWalking-v1``: none). This is the environment :func:`collect_demonstrations` expects.
+
+    Args:
+        env_id: a registered toy-text id, e.g. :data:`FROZENLAKE_ID`.
+        horizon: number of decisions ``T >= 1``.
+        **env_kwargs: further arguments of the environment (``is_slippery``, ``map_name``, ...).
+
+    Returns:
+        The wrapped Gymnasium environment; the caller closes it.
+
+    Raises:
+        ValueError: ``horizon`` is not an int ``>= 1``.
+    """
+    horizon = _check_count("horizon", horizon, 1)
+    return gymnasium.make(env_id, max_episode_steps=horizon, **env_kwargs)
+
+
+def _state_index(observation: Any, num_states: int, where) -> int:
+    """``observation`` as a state index; ``where()`` describes the call for the error message."""
+    if isinstance(observation, bool) or not isinstance(observation, (numbers.Integral, np.integer)):
+        raise TypeError(
+            f"`env` must return integer state observations; {where()} returned {observation!r} "
+            f"({type(observation).__name__})."
+        )
+    if not 0 <= int(observation) < num_states:
+        raise ValueError(
+            f"`env` must return states in [0, {num_states}); {where()} returned {observation!r}."
+        )
+    return int(observation)
+
+
+def collect_demonstrations(rng_key, env: Any, log_policy, num_demos: int) -> jax.Array:
+    r"""Roll a time-indexed policy through the **real** ``env.step`` and record the episodes.
+
+    Episode ``i`` starts from ``env.reset(seed=seed_i)`` and, for ``t = 0, 1, ...``, draws
+    :math:`a_t \sim \pi_t(\cdot\mid s_t) = \exp(\text{log\_policy}[t, s_t])` by inverting the
+    action CDF at a uniform :math:`u_{i,t}`, then calls ``env.step(a_t)``. Next states, start
+    states and termination come from the environment itself (its own random generator, seeded per
+    episode), not from the MDP's tables: this is the difference from
+    :func:`ebm_ppl.exact.sampling.sample_trajectories`, which samples the same law from the tables.
+    With ``log_policy`` the causal soft-optimal policy of a reward
+    (``soft_bellman(mdp, reward, model="causal").log_policy``) the episodes are exact draws of the
+    maximum-causal-entropy model (THEORY §1.3), provided the environment's ``step`` follows its
+    table (which the validation below checks).
+
+    The per-episode seeds and all uniforms ``(N, T)`` are drawn up front from ``rng_key`` with
+    JAX; the loop over ``env.step`` is Python, ``O(N T)`` steps (this is the real environment,
+    not a hot path). Same key and same environment settings give the same episodes.
+
+    **Encoding** (module :mod:`ebm_ppl.spaces.tabular`): row ``t`` is ``(s_t, a_t)``. An episode
+    that terminates at step ``k`` (``terminated=True``) ends with row ``k = (s_k, -1)`` and rows of
+    ``-1`` after it; the adapter's termination rule makes ``s_k`` a masked terminal state of the
+    MDP, and that is checked on every step. An episode that runs to the horizon ends with row
+    ``T = (s_T, -1)``; a ``TimeLimit`` truncation exactly at step ``T`` is that end. **Truncation
+    before** ``T`` raises ``ValueError``: the encoding has no way to mark an episode cut short
+    without terminating, and padding it would claim a termination that did not happen. Make the
+    environment with :func:`make_toy_text_env` (``max_episode_steps = T``) or any limit ``>= T``.
+
+    The result is validated with :func:`~ebm_ppl.spaces.tabular.validate_trajectories` against
+    ``tabular_mdp_from_env(env, T)``: every start state has positive initial probability and every
+    recorded transition has positive probability under the environment's table.
+
+    Args:
+        rng_key: JAX key (split into the episodes' reset seeds and the action uniforms).
+        env: a toy-text environment, wrapped or not, with integer observations; it is reset and
+            stepped (its state changes), not closed.
+        log_policy: ``(T, S, A)`` log-probabilities of actions at each step, normalised over
+            actions (e.g. ``SoftBellman.log_policy``); ``T`` is the horizon of the episodes.
+        num_demos: number of episodes ``N >= 1``.
+
+    Returns:
+        ``(N, T + 1, 2)`` int32 observed arrays.
+
+    Raises:
+        ValueError: ``log_policy`` of the wrong shape for the environment, not normalised or not
+            finite where it is not ``-inf``; ``num_demos < 1``; truncation before ``T``;
+            ``terminated`` that disagrees with the MDP's terminal states; or episodes that the
+            environment's table gives probability 0 (its ``step`` departs from ``P``).
+        TypeError: ``env`` carries no table ``P`` or returns non-integer observations.
+    """
+    num_demos = _check_count("num_demos", num_demos, 1)
+    log_probs = np.asarray(log_policy, dtype=np.float64)
+    if log_probs.ndim != 3 or log_probs.shape[0] < 1:
+        raise ValueError(
+            f"`log_policy` must have shape (T, S, A) with T >= 1; got shape {log_probs.shape}."
+        )
+    horizon = log_probs.shape[0]
+    mdp = tabular_mdp_from_env(env, horizon)
+    num_states, num_actions = mdp.num_states, mdp.num_actions
+    if log_probs.shape[1:] != (num_states, num_actions):
+        raise ValueError(
+            f"`log_policy` must have shape (T, S, A) = ({horizon}, {num_states}, {num_actions}) "
+            f"for this environment; got shape {log_probs.shape}."
+        )
+    if np.isnan(log_probs).any() or np.isposinf(log_probs).any():
+        index = tuple(int(i) for i in np.argwhere(~(log_probs < np.inf))[0])
+        raise ValueError(
+            f"`log_policy` must be finite or -inf; got {log_probs[index]} at index {index}."
+        )
+    probs = np.exp(log_probs)
+    totals = probs.sum(-1)
+    if np.any(np.abs(totals - 1.0) > _POLICY_ATOL):
+        index = tuple(int(i) for i in np.argwhere(np.abs(totals - 1.0) > _POLICY_ATOL)[0])
+        raise ValueError(
+            f"`log_policy` must be normalised over actions (exp sums to 1 within "
+            f"{_POLICY_ATOL:g}); at (t, s) = {index} it sums to {totals[index]!r}."
+        )
+    cdf = np.cumsum(probs, axis=-1)
+
+    key_seeds, key_actions = jax.random.split(rng_key)
+    seeds = np.asarray(jax.random.randint(key_seeds, (num_demos,), 0, np.iinfo(np.int32).max))
+    uniforms = np.asarray(jax.random.uniform(key_actions, (num_demos, horizon)), dtype=np.float64)
+    terminal = np.asarray(mdp.terminal)
+
+    observed = np.full((num_demos, horizon + 1, 2), PAD, dtype=np.int64)
+    for i in range(num_demos):
+        observation, _ = env.reset(seed=int(seeds[i]))
+        state = _state_index(observation, num_states, lambda i=i: f"`env.reset` (episode {i})")
+        observed[i, 0, 0] = state
+        for t in range(horizon):
+            row = cdf[t, state]
+            action = min(
+                int(np.searchsorted(row, uniforms[i, t] * row[-1], side="right")), num_actions - 1
+            )
+            observed[i, t, 1] = action
+            observation, _, terminated, truncated, _ = env.step(action)
+            where = lambda i=i, t=t, s=state, a=action: (
+                f"`env.step` (episode {i}, step {t}, state {s}, action {a})"
+            )
+            state = _state_index(observation, num_states, where)
+            observed[i, t + 1, 0] = state
+            if bool(terminated) != bool(terminal[state]):
+                raise ValueError(
+                    f"{where()} returned terminated={bool(terminated)} at state {state}, but the "
+                    f"MDP read from the environment's table has terminal[{state}] = "
+                    f"{bool(terminal[state])}: the environment's `step` departs from its table."
+                )
+            if terminated:
+                break
+            if truncated and t + 1 < horizon:
+                raise ValueError(
+                    f"{where()} truncated the episode after {t + 1} steps, before the horizon "
+                    f"T = {horizon}: the observed encoding cannot mark a truncated episode. "
+                    "Make the environment with `make_toy_text_env(env_id, horizon=T)` or a "
+                    "`max_episode_steps` >= T."
+                )
+    demos, _ = validate_trajectories(mdp, observed, name="collected demonstrations")
+    return demos
