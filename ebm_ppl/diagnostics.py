@@ -257,6 +257,7 @@ def to_datatree(
     attrs = {
         "problem": problem.name,
         "likelihood": likelihood,
+        "model": likelihood,
         "method": method,
         "seed": _key_data(rng_key),
         "discount": float(problem.discount),
@@ -388,7 +389,8 @@ def compare(posteriors: dict):
         posteriors: name -> DataTree (e.g. one per likelihood).
 
     Returns:
-        ArviZ's comparison table (elpd_loo, p_loo, elpd differences, weights).
+        ArviZ's comparison table (elpd, p, elpd differences, weights) with a ``pareto_k_max``
+        column: the largest PSIS k-hat over left-out demonstrations (reliable below 0.7).
     """
     from arviz_stats import compare as arviz_compare
 
@@ -399,7 +401,11 @@ def compare(posteriors: dict):
                 f"posterior {name!r} was fitted to different demonstrations; LOO comparison "
                 "needs the same data."
             )
-    return arviz_compare(posteriors, var_name="demos")
+    table = arviz_compare(posteriors, var_name="demos")
+    table["pareto_k_max"] = [
+        float(np.max(loo(posteriors[name]).pareto_k.values)) for name in table.index
+    ]
+    return table
 
 
 def save(idata, path) -> pathlib.Path:

@@ -66,7 +66,7 @@ def test_numpyro_and_blackjax_agree_on_objectworld_means(demo_run):
 def small_posteriors(make_tiny_problem):
     problem = make_tiny_problem(5, num_features=2, num_demos=25, terminal=True, horizon=4)
     trees = {}
-    for likelihood in ("causal", "trajectory", "trajectory_global"):
+    for likelihood in ("causal", "trajectory", "birl"):
         trees[likelihood] = infer_reward(
             jax.random.key(1),
             problem,
@@ -142,6 +142,7 @@ def test_likelihoods_compared_by_psis_loo(small_posteriors):
     table = diagnostics.compare(trees)
     assert set(table.index) == set(trees)
     assert np.isfinite(table["elpd"].values).all()
+    assert (table["pareto_k_max"] < 0.7).all()
     for idata in trees.values():
         assert (diagnostics.loo(idata).pareto_k.values < 0.7).all()
 
@@ -170,3 +171,25 @@ def test_summary_states_its_interval(small_posteriors):
     assert {"eti90_lb", "eti90_ub", "r_hat", "ess_bulk"} <= set(table.columns)
     table = diagnostics.summary(trees["causal"], ci_prob=0.5, ci_kind="hdi")
     assert table.attrs["interval"] == "50% highest-density interval"
+
+
+def test_blackjax_programs_compile_once_for_repeated_runs(small_posteriors, make_tiny_problem):
+    """A second posterior of the same shapes (other demos, other key) reuses the compiled code."""
+    from ebm_ppl.inference import nuts
+
+    problem, _ = small_posteriors
+    warmup, sample = nuts._blackjax_programs("causal", 1.0, "soft", 300, 0.8)
+    sizes = (warmup._cache_size(), sample._cache_size())
+    other = make_tiny_problem(5, num_features=2, num_demos=25, terminal=True, horizon=4)
+    other = other.replace(demos=np.asarray(other.demos)[::-1])
+    infer_reward(
+        jax.random.key(9),
+        other,
+        method="blackjax-nuts",
+        num_chains=2,
+        num_warmup=300,
+        num_samples=300,
+        progress_bar=False,
+        posterior_predictive=False,
+    )
+    assert (warmup._cache_size(), sample._cache_size()) == sizes == (1, 1)
