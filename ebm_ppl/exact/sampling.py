@@ -22,13 +22,16 @@ from ebm_ppl.exact.tabular import (
     safe_log,
     soft_bellman,
     start_distribution,
+    start_states,
 )
 from ebm_ppl.spaces.tabular import PAD, TabularMDP
 
 __all__ = ["sample_trajectories", "rollout", "policy_rollout"]
 
 
-def rollout(rng_key, mdp: TabularMDP, log_policy, start_dist, next_logits_fn, num_samples: int):
+def rollout(
+    rng_key, mdp: TabularMDP, log_policy, start_dist, next_logits_fn, num_samples: int, starts=None
+):
     """Roll a time-indexed policy through ``mdp`` and return observed arrays ``(N, T + 1, 2)``.
 
     Args:
@@ -39,10 +42,14 @@ def rollout(rng_key, mdp: TabularMDP, log_policy, start_dist, next_logits_fn, nu
         next_logits_fn: ``(t, s, a) -> (logits over candidates, candidate states)``; the next state
             is drawn among the candidates with those logits.
         num_samples: number of trajectories.
+        starts: optional ``(num_samples,)`` start states, replacing the draws from ``start_dist``.
     """
     horizon = mdp.horizon
     key_start, key_steps = jax.random.split(rng_key)
-    starts = jax.random.categorical(key_start, safe_log(start_dist), shape=(num_samples,))
+    if starts is None:
+        starts = jax.random.categorical(key_start, safe_log(start_dist), shape=(num_samples,))
+    else:  # the default integer type, as categorical draws have (the scan carry must match)
+        starts = jnp.asarray(starts).astype(jax.dtypes.canonicalize_dtype(jnp.int64))
 
     def one(state, key):
         def step(carry, inputs):
@@ -97,6 +104,7 @@ def sample_trajectories(
     model: str = "causal",
     num_samples: int = 1,
     discount: float = 1.0,
+    s0=None,
 ) -> jax.Array:
     """Draw exact samples from a MaxEnt trajectory model.
 
@@ -105,22 +113,28 @@ def sample_trajectories(
         mdp: the MDP.
         reward: ``(S,)``, ``(S, A)`` or ``(S, A, S)``.
         model: ``"causal"``, ``"trajectory"`` or ``"trajectory_global"``.
-        num_samples: number of trajectories.
+        num_samples: number of trajectories (ignored when ``s0`` is given).
         discount: causal only.
+        s0: optional ``(n,)`` start states: one trajectory from each, drawn from the model's
+            conditional law given :math:`s_0` (the same for both trajectory-level models).
 
     Returns:
-        Observed arrays of shape ``(num_samples, T + 1, 2)`` (int32).
+        Observed arrays of shape ``(num_samples, T + 1, 2)`` (``(n, T + 1, 2)`` with ``s0``),
+        int32.
     """
     check_model(model, discount)
     if int(num_samples) < 1:
         raise ValueError(f"`num_samples` must be an int >= 1; got {num_samples!r}.")
     reward = jnp.asarray(reward)
     check_finite("reward", reward)  # eagerly: inside the jitted core the reward is traced
-    return _sample_jit(rng_key, mdp, reward, model, int(num_samples), float(discount))
+    if s0 is not None:
+        s0 = start_states(mdp, s0)
+        num_samples = s0.shape[0]
+    return _sample_jit(rng_key, mdp, reward, s0, model, int(num_samples), float(discount))
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5))
-def _sample_jit(rng_key, mdp, reward, model, num_samples, discount):
+@partial(jax.jit, static_argnums=(4, 5, 6))
+def _sample_jit(rng_key, mdp, reward, s0, model, num_samples, discount):
     """The sampler of :func:`sample_trajectories`, compiled once per shape and setting."""
     column = "causal" if model == "causal" else "trajectory"
     solution = soft_bellman(mdp, reward, model=column, discount=discount)
@@ -130,7 +144,7 @@ def _sample_jit(rng_key, mdp, reward, model, num_samples, discount):
         _, r_next = reward_table(mdp, reward)
         next_fn = _next_state_logits(mdp, r_next, solution.values)
     start = start_distribution(mdp, reward, model=model)
-    return rollout(rng_key, mdp, solution.log_policy, start, next_fn, num_samples)
+    return rollout(rng_key, mdp, solution.log_policy, start, next_fn, num_samples, starts=s0)
 
 
 def policy_rollout(rng_key, mdp: TabularMDP, log_policy, num_samples: int) -> jax.Array:

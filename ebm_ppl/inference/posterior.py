@@ -51,7 +51,7 @@ __all__ = [
     "posterior_model",
 ]
 
-METHODS = ("nuts", "blackjax-nuts", "policywalk")
+METHODS = ("nuts", "blackjax-nuts", "policywalk", "exchange")
 """Samplers behind :func:`infer_reward`."""
 
 
@@ -298,8 +298,9 @@ def infer_reward(
         rng_key: JAX key.
         problem: a :class:`~ebm_ppl.problems.Problem` over a :class:`TabularMDP`.
         method: ``"nuts"`` (NumPyro), ``"blackjax-nuts"`` (window adaptation, vmapped chains,
-            compiled once per shape), or ``"policywalk"`` (grid Metropolis–Hastings,
-            THEORY §7.5).
+            compiled once per shape), ``"policywalk"`` (grid Metropolis–Hastings,
+            THEORY §7.5) or ``"exchange"`` (the exchange algorithm for the trajectory-level
+            likelihoods: exact posterior from exact simulation, no Z; THEORY §7.2).
         likelihood: one of :data:`LIKELIHOODS` (default ``problem.model``, or ``"birl"`` for
             ``policywalk``, which needs it).
         demos: ``(N, T + 1, 2)`` observed arrays (default ``problem.demos``).
@@ -343,6 +344,12 @@ def infer_reward(
         raise ValueError(
             "q='hard' (the hard-optimal Q*, piecewise linear in the reward) needs "
             f"method='policywalk'; got method={method!r}. Use q='soft' with NUTS."
+        )
+    if method == "exchange" and likelihood not in ("trajectory", "trajectory_global"):
+        raise ValueError(
+            "method='exchange' needs a likelihood f(x)/Z whose Z does not depend on x: "
+            f"'trajectory' or 'trajectory_global'; got {likelihood!r} (the causal and birl "
+            "likelihoods are normalised already: use NUTS)."
         )
     if method == "policywalk" and likelihood != "birl":
         raise ValueError(
@@ -390,6 +397,23 @@ def infer_reward(
             rationality=rationality,
             init_position=init_position,
             progress_bar=progress_bar,
+        )
+    elif method == "exchange":
+        from ebm_ppl.inference.exchange import sample_exchange
+
+        if init_params is None:
+            unconstrained = _default_init(key_init, problem, model_kwargs, num_chains)
+            start = to_constrained(problem, unconstrained, model_kwargs, batch_ndim=1)
+        else:
+            start = check_init_params(problem, init_params, model_kwargs, num_chains)
+        draws = sample_exchange(
+            key_sample,
+            problem,
+            observed,
+            start,
+            model=likelihood,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
         )
     else:
         from ebm_ppl.inference.nuts import sample_blackjax_nuts, sample_numpyro_nuts

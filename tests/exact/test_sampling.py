@@ -408,3 +408,20 @@ def test_validate_trajectories_padding_and_start_errors():
         validate_trajectories(ref_mdp, _valid_batch()[:, :-1], name="expert")
     with pytest.raises(ValueError, match="`demos` must be an integer array"):
         validate_trajectories(ref_mdp, _valid_batch() + 0.5)
+
+
+@pytest.mark.parametrize("model", ["causal", "trajectory", "trajectory_global"])
+def test_samples_given_start_states_follow_the_conditional_law(model):
+    """`s0=`: one draw per given start state from p(tau | s0) (the exchange algorithm's auxiliary
+    data); the two trajectory-level models share this conditional."""
+    case, mdp, reward = _reference(stochastic=True, form="dense")
+    enum_observed, probs = _model_probs(case, mdp, reward, model)
+    start = int(enum_observed[np.argmax(probs), 0, 0])
+    keep = enum_observed[:, 0, 0] == start
+    conditional = probs[keep] / probs[keep].sum()
+    s0 = np.full(NUM_DRAWS, start)
+    draws = sample_trajectories(jax.random.key(21), mdp, reward, model=model, s0=s0)
+    assert draws.shape[0] == NUM_DRAWS and (np.asarray(draws)[:, 0, 0] == start).all()
+    _assert_frequencies(
+        draws, mdp, enum_observed[keep], conditional, drop_last_state=True, label=f"s0/{model}"
+    )
