@@ -6,6 +6,9 @@
 * ``ebm-ppl infer PROBLEM``: Bayesian reward inference (NumPyro NUTS, BlackJAX NUTS or PolicyWalk)
   with any exact likelihood; writes ``posterior.nc`` (ArviZ DataTree), PNG plots, ``summary.csv``
   and ``report.json`` to ``--out``.
+* ``ebm-ppl logz PROBLEM --estimators a,b,c --budget N --seeds K``: log Z estimators side by
+  side: estimate, error and bias against the exact value, spread over seeds, k-hat, energy
+  evaluations and time.
 * ``ebm-ppl fit PROBLEM``: exact MaxEnt IRL (maximum likelihood or MAP); prints a JSON report with
   EPIC and EVD against the truth.
 
@@ -132,6 +135,40 @@ def _infer(args) -> int:
     return 0
 
 
+def _logz(args) -> int:
+    import jax
+
+    from ebm_ppl.logz.report import evaluate, make_estimator
+    from ebm_ppl.problems import make_problem
+
+    options = {"num_demos": args.num_demos} if args.num_demos is not None else {}
+    problem = make_problem(args.problem, jax.random.key(args.seed), **options)
+    model = args.model or ("trajectory_global" if hasattr(problem, "mdp") else "ebm")
+    names = [name.strip() for name in args.estimators.split(",") if name.strip()]
+    if not names:
+        raise ValueError("`--estimators` must name at least one estimator.")
+    estimators = {name: make_estimator(name, args.budget, model) for name in names}
+    rows = evaluate(
+        jax.random.key(args.seed + 1), problem, estimators, num_seeds=args.seeds, model=model
+    )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    columns = ("estimator", "estimate", "error", "bias", "spread", "stderr", "khat")
+    columns += ("energy_evals", "seconds_per_seed")
+    print(
+        f"{problem.name}: log Z of the {model!r} model at the true parameters, exact "
+        f"{rows[0]['log_z_exact']:.6g}; budget {args.budget}, {args.seeds} seeds "
+        "(error: RMS over seeds; spread: sd over seeds)"
+    )
+    print("  ".join(f"{c:>16}" for c in columns))
+    for row in rows:
+        cells = [f"{row['estimator']:>16}"]
+        cells += [f"{row[c]:>16.6g}" for c in columns[1:]]
+        print("  ".join(cells))
+    return 0
+
+
 def _add_infer_arguments(parser, *, defaults) -> None:
     parser.add_argument(
         "--method", default=defaults.get("method", "nuts"), help="nuts | blackjax-nuts | policywalk"
@@ -191,6 +228,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_infer_arguments(demo, defaults={"num_demos": 50, "out": "ebm_ppl_demo"})
     demo.set_defaults(handler=_demo)
+
+    logz = commands.add_parser("logz", help="log Z estimators against the exact value")
+    logz.add_argument("problem", choices=list_problems())
+    logz.add_argument(
+        "--estimators",
+        default="importance,psis,particle_smc",
+        help="comma-separated: exact, importance, psis, gcl_mixture, elbo, iwae, eubo, "
+        "particle_smc, ais, tempered_smc",
+    )
+    logz.add_argument("--budget", type=int, default=1024, help="samples / particles per run")
+    logz.add_argument("--seeds", type=int, default=10)
+    logz.add_argument(
+        "--model", default=None, help="trajectory | trajectory_global (tabular), ebm (R^d)"
+    )
+    logz.add_argument("--num-demos", type=int, default=None)
+    logz.add_argument("--seed", type=int, default=0)
+    logz.add_argument("--json", action="store_true", help="print the rows as JSON")
+    logz.set_defaults(handler=_logz)
     return parser
 
 
@@ -209,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     jax.config.update("jax_enable_x64", True)
     try:
         return args.handler(args)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         print(f"ebm-ppl: error: {error}", file=sys.stderr)
         return 2
 

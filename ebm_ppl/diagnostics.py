@@ -106,14 +106,15 @@ def _split_rationality(params_flat, rationality):
     return params, params_flat.get("rationality", rationality)
 
 
-@partial(jax.jit, static_argnames=("likelihood", "rationality", "q"))
-def _draw_quantities(problem, demos, flat, *, likelihood, rationality, q):
+@partial(jax.jit, static_argnames=("likelihood", "rationality", "q", "plug_in"))
+def _draw_quantities(problem, demos, flat, *, likelihood, rationality, q, plug_in):
     """Reward table and per-demonstration log-likelihood at each draw (compiled once per shape)."""
+    from ebm_ppl.inference.posterior import likelihood_distribution
 
     def one(params_flat):
         params, alpha = _split_rationality(params_flat, rationality)
-        distribution = trajectory_distribution(
-            problem, params, model=likelihood, rationality=alpha, q=q
+        distribution = likelihood_distribution(
+            problem, params, likelihood=likelihood, rationality=alpha, q=q, plug_in=plug_in
         )
         return problem.energy_model.reward(params), distribution.log_prob(demos)
 
@@ -166,7 +167,7 @@ def to_datatree(
     method: str,
     rng_key,
     prior_key,
-    predictive_key=None,
+    plug_in=None,
     posterior_predictive: bool = True,
 ):
     """Build the ArviZ DataTree of a reward posterior (groups in the module docstring).
@@ -178,8 +179,8 @@ def to_datatree(
         likelihood, rationality, q, method: what was run (stored as attributes).
         rng_key: the key the run started from (its data is stored as ``seed``).
         prior_key: key for the prior draws.
-        predictive_key: unused (the posterior predictive quantities are expectations, computed
-            exactly); kept for samplers of predictive trajectories.
+        plug_in: the plug-in likelihood's settings when log Z was estimated (the
+            ``log_likelihood`` group then holds the surrogate's values, as sampled).
         posterior_predictive: compute ``state_occupancy`` and ``evd`` per draw.
     """
     from arviz_base import from_dict
@@ -187,7 +188,6 @@ def to_datatree(
 
     from ebm_ppl.inference.posterior import _prior_only
 
-    del predictive_key
     mdp = problem.mdp
     positions = {name: np.asarray(value) for name, value in draws.positions.items()}
     sites = sorted(positions)
@@ -203,7 +203,7 @@ def to_datatree(
 
     demos = jnp.asarray(demos)
     static = {"likelihood": likelihood, "rationality": rationality, "q": q}
-    rewards, log_lik = _draw_quantities(problem, demos, flat, **static)
+    rewards, log_lik = _draw_quantities(problem, demos, flat, plug_in=plug_in, **static)
     rewards = unflat(rewards)
     reward_dims = _reward_dims(rewards.ndim - 2)
     canonical = rewards - rewards.mean(axis=tuple(range(2, rewards.ndim)), keepdims=True)
@@ -271,6 +271,9 @@ def to_datatree(
         "parameter_sites": [s for s in sites],
         "versions": _versions(),
         "reward_canonical": "reward minus its mean over all entries (constant shift pinned)",
+        "likelihood_kind": "exact"
+        if plug_in is None
+        else f"plug-in (biased, THEORY §7.4): log Z by {plug_in.estimator.name} with a fixed key",
     }
     grid_shape = getattr(problem, "grid_shape", None)
     if grid_shape is not None:
@@ -433,3 +436,93 @@ def load(path):
     engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
     with xr.open_datatree(path, engine=engine) as tree:
         return tree.load()
+
+
+def psis_reweight(rng_key, idata, problem, *, num_draws: int | None = None):
+    """Reweight a surrogate posterior's draws to the exact posterior by PSIS (THEORY §7.4, §7.6).
+
+    For draws :math:`\\theta_s` of a surrogate posterior :math:`\\tilde\\pi` (a plug-in
+    likelihood with estimated :math:`\\log Z`), the log weights
+    :math:`\\log w_s = \\log\\pi(\\theta_s\\mid\\mathcal D)
+    - \\log\\tilde\\pi(\\theta_s\\mid\\mathcal D) = \\sum_i \\log p_{\\theta_s}(\\tau_i)
+    - \\sum_i \\log\\tilde p_{\\theta_s}(\\tau_i)` (the priors cancel) are Pareto-smoothed and
+    the draws resampled (systematic resampling) into a posterior for the **exact** likelihood.
+    Consistent as the number of draws grows; reliable only when :math:`\\hat k` is below the
+    threshold of THEORY §7.6 (reported, with ``ok``).
+
+    Args:
+        rng_key: key for the resampling.
+        idata: a reward-posterior DataTree whose ``log_likelihood`` holds the surrogate's values.
+        problem: the problem it was fitted to (the exact likelihood must be computable).
+        num_draws: draws in the output (default: all the input's draws).
+
+    Returns:
+        A DataTree with ``posterior`` (one chain of resampled draws: parameter sites and
+        ``reward``), ``sample_stats.log_weight`` (the smoothed, normalised log weight of each
+        input draw) and attributes ``khat``, ``khat_threshold``, ``ok``, ``ess`` (of the smoothed
+        weights), ``method`` and ``likelihood_kind``.
+    """
+    from arviz_base import from_dict
+    from arviz_stats import ess as arviz_ess
+
+    from ebm_ppl.logz.psis import khat_threshold, psis_smooth
+
+    sites = parameter_sites(idata)
+    posterior = idata["posterior"]
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    total = chains * draws
+    flat = {
+        name: jnp.asarray(np.asarray(posterior[name]).reshape((total, *posterior[name].shape[2:])))
+        for name in sites
+    }
+    likelihood = str(idata.attrs["likelihood"])
+    rationality = idata.attrs["rationality"]
+    if rationality == "sampled":
+        raise ValueError("psis_reweight needs a fixed `rationality` (it was sampled).")
+    demos = jnp.asarray(idata["observed_data"]["demos"].values)
+    static = {"likelihood": likelihood, "rationality": float(rationality), "q": idata.attrs["q"]}
+    _, exact = _draw_quantities(problem, demos, flat, plug_in=None, **static)
+    surrogate = np.asarray(idata["log_likelihood"]["demos"]).reshape(total, -1).sum(axis=1)
+    log_weights = np.asarray(exact).sum(axis=1) - surrogate
+    relative = arviz_ess(log_weights.reshape(chains, draws), relative=True)
+    r_eff = float(np.clip(np.asarray(relative), 1e-3, 1.0))
+    smoothed = psis_smooth(jnp.asarray(log_weights), r_eff=r_eff)
+    normalised = np.asarray(
+        smoothed.log_weights - jax.scipy.special.logsumexp(smoothed.log_weights)
+    )
+    probs = np.exp(normalised)
+    num_draws = total if num_draws is None else int(num_draws)
+    offset = float(jax.random.uniform(rng_key))
+    positions = (offset + np.arange(num_draws)) / num_draws
+    index = np.minimum(np.searchsorted(np.cumsum(probs), np.asarray(positions)), total - 1)
+    resampled = {name: np.asarray(value)[index][None] for name, value in flat.items()}
+    rewards = np.asarray(posterior["reward"]).reshape((total, *posterior["reward"].shape[2:]))
+    resampled["reward"] = rewards[index][None]
+    khat = float(smoothed.khat)
+    threshold = khat_threshold(total)
+    tree = from_dict(
+        {
+            "posterior": resampled,
+            "sample_stats": {"log_weight": normalised.reshape(1, total)},
+        },
+        dims={"reward": _reward_dims(rewards.ndim - 1)},
+    )
+    tree.attrs.update(
+        {
+            key: value
+            for key, value in idata.attrs.items()
+            if key not in ("method", "likelihood_kind")
+        }
+    )
+    tree.attrs.update(
+        {
+            "method": f"psis-reweighted({idata.attrs.get('method', '')})",
+            "likelihood_kind": "exact, by PSIS reweighting of the surrogate's draws",
+            "khat": khat,
+            "khat_threshold": float(threshold),
+            "ok": int(khat < threshold),
+            "ess": float(1.0 / np.sum(probs**2)),
+            "r_eff": r_eff,
+        }
+    )
+    return tree

@@ -2,7 +2,9 @@
 
 A :class:`Problem` bundles a space (a :class:`~ebm_ppl.spaces.TabularMDP`), an energy model with its
 prior, the inference likelihood (``model``), the discount, and for synthetic problems the true
-parameters and demonstrations. Big arrays are pytree leaves; names and settings are static.
+parameters and demonstrations. A :class:`DensityProblem` is its counterpart on R^d: an
+energy-based model :math:`p_\\theta(x) = e^{-E_\\theta(x)}/Z(\\theta)`, model ``"ebm"``.
+Big arrays are pytree leaves; names and settings are static.
 
 The registry maps a name to ``ebm_ppl.models.<name>.make_problem``, imported lazily, so the library
 never imports ``models/`` at import time.
@@ -15,25 +17,30 @@ import importlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from ebm_ppl._validation import is_host_data
+from ebm_ppl._validation import check_finite, is_host_data
 from ebm_ppl.exact.tabular import MODELS, check_model
 from ebm_ppl.spaces.tabular import TabularMDP, validate_trajectories
 
-__all__ = ["Problem", "PROBLEMS", "make_problem", "list_problems"]
+__all__ = ["Problem", "DensityProblem", "PROBLEMS", "make_problem", "list_problems"]
 
 PROBLEMS: dict[str, str] = {
     "objectworld": "ebm_ppl.models.objectworld",
     "frozenlake": "ebm_ppl.models.frozenlake",
     "cliffwalking": "ebm_ppl.models.cliffwalking",
     "taxi": "ebm_ppl.models.taxi",
+    "toy2d": "ebm_ppl.models.toy2d",
 }
 """Problem name -> module path holding its ``make_problem(rng_key, **options)``.
 
 ``objectworld`` samples its demonstrations exactly from the MDP's tables; the Gymnasium toy-text
 problems (``frozenlake``, ``cliffwalking``, ``taxi``) collect theirs by rolling the causal
 soft-optimal policy of a stated reward through the real ``env.step``
-(:func:`ebm_ppl.envs.toy_text.collect_demonstrations`).
+(:func:`ebm_ppl.envs.toy_text.collect_demonstrations`). ``toy2d`` is the 2-D energy-based model of
+THEORY §8.3 (a :class:`DensityProblem`: Gaussian, banana, double well or Gaussian mixture), with
+data drawn exactly at the true parameters and log Z by checked quadrature.
 """
 
 
@@ -97,11 +104,88 @@ jax.tree_util.register_dataclass(
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class DensityProblem:
+    """An energy-based model on :math:`\\mathbb R^d` (model ``"ebm"``, DESIGN §3).
+
+    :math:`p_\\theta(x) = e^{-E_\\theta(x)}/Z(\\theta)`; the log Z estimators that serve ``"ebm"``
+    (:func:`ebm_ppl.logz.ais.ais`, :func:`ebm_ppl.logz.ais.tempered_smc`) return one scalar
+    :math:`\\log Z(\\theta)`.
+
+    Attributes:
+        name: registry name.
+        energy_model: energy model with ``energy(params, x)`` for one point ``x`` of shape
+            ``(dim,)`` (sign: :math:`p \\propto e^{-E}`), ``prior()`` and ``init_params()``
+            (:mod:`ebm_ppl.energy.density`).
+        dim: dimension ``d >= 1`` (static).
+        true_params: the parameters that generated ``data`` (synthetic problems).
+        data: observed points ``(N, dim)``.
+        log_z: the exact :math:`\\log Z` at ``true_params`` where known (closed form or checked
+            quadrature), a scalar array; ``None`` otherwise.
+    """
+
+    name: str
+    energy_model: Any
+    dim: int
+    true_params: Any = None
+    data: Any = None
+    log_z: Any = None
+
+    def __post_init__(self):
+        if (
+            isinstance(self.dim, bool)
+            or not isinstance(self.dim, (int, np.integer))
+            or self.dim < 1
+        ):
+            raise ValueError(f"`dim` must be an int >= 1; got {self.dim!r}.")
+        object.__setattr__(self, "dim", int(self.dim))
+        # the energy model's interface is checked by its users (JAX rebuilds this pytree with
+        # placeholder leaves, so only cheap, placeholder-safe checks run here)
+        model_dim = getattr(self.energy_model, "dim", None)
+        if isinstance(model_dim, int) and model_dim != self.dim:
+            raise ValueError(
+                f"`dim` = {self.dim} differs from the energy model's dimension {model_dim}."
+            )
+        if is_host_data(self.data):
+            data = jnp.asarray(self.data)
+            if data.ndim != 2 or data.shape[1] != self.dim:
+                raise ValueError(
+                    f"`data` must have shape (N, dim) = (N, {self.dim}); got {data.shape}."
+                )
+            if not jnp.issubdtype(data.dtype, jnp.floating):
+                data = data.astype(jnp.result_type(float))
+            check_finite("data", data)
+            object.__setattr__(self, "data", data)
+        if isinstance(self.log_z, (float, int)) and not isinstance(self.log_z, bool):
+            object.__setattr__(self, "log_z", jnp.asarray(float(self.log_z)))
+        if is_host_data(self.log_z):
+            log_z = jnp.asarray(self.log_z)
+            if log_z.shape != ():
+                raise ValueError(f"`log_z` must be a scalar; got shape {log_z.shape}.")
+            check_finite("log_z", log_z)
+            object.__setattr__(self, "log_z", log_z)
+
+    @property
+    def model(self) -> str:
+        """Always ``"ebm"``: the one model on R^d (DESIGN §3)."""
+        return "ebm"
+
+    def replace(self, **changes) -> DensityProblem:
+        return dataclasses.replace(self, **changes)
+
+
+jax.tree_util.register_dataclass(
+    DensityProblem,
+    data_fields=["energy_model", "true_params", "data", "log_z"],
+    meta_fields=["name", "dim"],
+)
+
+
 def list_problems() -> list[str]:
     return sorted(PROBLEMS)
 
 
-def make_problem(name: str, rng_key, **options) -> Problem:
+def make_problem(name: str, rng_key, **options) -> Problem | DensityProblem:
     """Build the registered problem ``name`` (its module is imported on first use)."""
     if name not in PROBLEMS:
         raise ValueError(f"`name` must be one of {list_problems()}; got {name!r}.")

@@ -158,8 +158,13 @@ def nuts_chain(
 
 
 @functools.lru_cache(maxsize=32)
-def _blackjax_programs(likelihood, rationality, q, num_warmup, target_accept_prob):
-    model_kwargs = {"likelihood": likelihood, "rationality": rationality, "q": q}
+def _blackjax_programs(likelihood, rationality, q, plug_in, num_warmup, target_accept_prob):
+    model_kwargs = {
+        "likelihood": likelihood,
+        "rationality": rationality,
+        "q": q,
+        "plug_in": plug_in,
+    }
 
     @jax.jit
     def warmup(keys, positions, problem, demos):
@@ -200,6 +205,7 @@ def sample_blackjax_nuts(
         model_kwargs["likelihood"],
         model_kwargs["rationality"],
         model_kwargs["q"],
+        model_kwargs.get("plug_in"),
         int(num_warmup),
         float(target_accept_prob),
     )

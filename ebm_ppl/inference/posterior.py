@@ -26,6 +26,7 @@ DataTree carries ``reward_canonical`` (mean pinned to zero) beside the raw rewar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 from typing import Any
@@ -39,7 +40,9 @@ from numpyro.handlers import seed, trace
 from numpyro.infer.util import constrain_fn, unconstrain_fn
 
 from ebm_ppl._validation import check_choice
+from ebm_ppl.exact.tabular import start_states
 from ebm_ppl.likelihood.problem import LIKELIHOODS, trajectory_distribution
+from ebm_ppl.likelihood.tabular import MaxEntTrajectories
 from ebm_ppl.spaces.tabular import TabularMDP, validate_trajectories
 
 __all__ = [
@@ -59,7 +62,50 @@ class NonFiniteDrawsError(ValueError):
     """Raised when a sampler returned NaN or infinite draws (they are never summarised)."""
 
 
-def posterior_model(problem, demos, *, likelihood: str = "causal", rationality=1.0, q="soft"):
+@dataclasses.dataclass(frozen=True)
+class PlugIn:
+    """A plug-in likelihood's estimator with its **fixed** key and start states (hashable).
+
+    The trajectory-level likelihood then uses :math:`\\log\\hat Z(\\theta)` from ``estimator``
+    run with the same key at every :math:`\\theta` (common random numbers): a deterministic,
+    smooth surrogate that NUTS can sample, targeting a **biased** posterior (THEORY §7.4).
+    """
+
+    estimator: Any
+    key_data: tuple
+    starts: tuple
+
+    @classmethod
+    def build(cls, rng_key, estimator, mdp):
+        data = np.asarray(jax.random.key_data(rng_key)).ravel()
+        starts = np.asarray(start_states(mdp))
+        return cls(estimator, tuple(int(v) for v in data), tuple(int(s) for s in starts))
+
+    def key(self):
+        return jax.random.wrap_key_data(jnp.asarray(self.key_data, jnp.uint32))
+
+
+def likelihood_distribution(
+    problem, params, *, likelihood: str, rationality=1.0, q: str = "soft", plug_in=None
+):
+    """The likelihood of :func:`posterior_model`: exact, or the plug-in surrogate."""
+    if plug_in is None:
+        return trajectory_distribution(
+            problem, params, model=likelihood, rationality=rationality, q=q
+        )
+    return MaxEntTrajectories.from_estimator(
+        plug_in.key(),
+        plug_in.estimator,
+        problem,
+        params,
+        model=likelihood,
+        s0=jnp.asarray(plug_in.starts, jnp.int32),
+    )
+
+
+def posterior_model(
+    problem, demos, *, likelihood: str = "causal", rationality=1.0, q="soft", plug_in=None
+):
     """NumPyro model of the reward posterior.
 
     Sites: the energy model's parameter sites (its ``prior()``), ``"rationality"`` when
@@ -76,12 +122,14 @@ def posterior_model(problem, demos, *, likelihood: str = "causal", rationality=1
             :math:`(0, \\infty)` to sample it. The likelihood identifies only :math:`\\alpha R`;
             the energy model's prior fixes the scale of :math:`R`.
         q: ``birl`` only: ``"soft"`` or ``"hard"``.
+        plug_in: a :class:`PlugIn` for a trajectory-level likelihood with estimated
+            :math:`\\log Z` (biased, THEORY §7.4); default the exact likelihood.
     """
     params = problem.energy_model.prior()
     if isinstance(rationality, dist.Distribution):
         rationality = numpyro.sample("rationality", rationality)
-    distribution = trajectory_distribution(
-        problem, params, model=likelihood, rationality=rationality, q=q
+    distribution = likelihood_distribution(
+        problem, params, likelihood=likelihood, rationality=rationality, q=q, plug_in=plug_in
     )
     with numpyro.plate("demo", demos.shape[0]):
         numpyro.sample("demos", distribution, obs=demos)
@@ -133,23 +181,34 @@ def _check_rationality(rationality, likelihood):
     return value
 
 
-def _check_estimator(estimator, likelihood):
+def _check_estimator(estimator, likelihood, method):
+    """Validate a log Z estimator for the likelihood; return whether it makes a plug-in."""
     if estimator is None:
-        return
+        return False
     if likelihood not in estimator.models:
         raise ValueError(
             f"log Z estimator {estimator.name!r} serves models {estimator.models}; it cannot "
             f"serve likelihood={likelihood!r}."
         )
-    if not estimator.name.startswith("exact"):
+    if estimator.name.startswith("exact"):
+        return False
+    if method not in ("nuts", "blackjax-nuts"):
         raise ValueError(
-            f"infer_reward runs exact likelihoods only; estimator {estimator.name!r} is not "
-            "exact (a plug-in likelihood with an estimated log Z is biased, THEORY §7.4)."
+            f"an estimated log Z (estimator {estimator.name!r}) makes a plug-in likelihood for "
+            f"NUTS; method={method!r} does not take one."
         )
+    if not estimator.smooth:
+        raise ValueError(
+            f"estimator {estimator.name!r} is not a smooth function of the parameters with its "
+            "key fixed (resampling or adaptive tempering is piecewise constant in theta), so NUTS "
+            "on its plug-in likelihood is unsound (THEORY §7.4). Use importance sampling or IWAE "
+            "with a fixed proposal."
+        )
+    return True
 
 
-def _model_kwargs(likelihood, rationality, q):
-    return {"likelihood": likelihood, "rationality": rationality, "q": q}
+def _model_kwargs(likelihood, rationality, q, plug_in=None):
+    return {"likelihood": likelihood, "rationality": rationality, "q": q, "plug_in": plug_in}
 
 
 def _prior_sites(problem, model_kwargs) -> dict:
@@ -164,8 +223,8 @@ def _prior_sites(problem, model_kwargs) -> dict:
     }
 
 
-def _prior_only(problem, demos, *, likelihood, rationality, q):
-    del demos, likelihood, q
+def _prior_only(problem, demos, *, likelihood, rationality, q, plug_in=None):
+    del demos, likelihood, q, plug_in
     problem.energy_model.prior()
     if isinstance(rationality, dist.Distribution):
         numpyro.sample("rationality", rationality)
@@ -315,8 +374,12 @@ def infer_reward(
         bounds: PolicyWalk ``(low, high)`` box on the parameters (optional).
         thinning: PolicyWalk keeps every ``thinning``-th step.
         estimator: optional :class:`~ebm_ppl.logz.LogZEstimator` for the trajectory-level
-            likelihoods; it must serve ``likelihood`` and be exact (estimated log Z comes with the
-            plug-in surrogates, THEORY §7.4).
+            likelihoods; it must serve ``likelihood``. A non-exact one makes a **plug-in**
+            likelihood (NUTS only; ``estimator.smooth`` required: importance sampling or IWAE with
+            a fixed proposal), run with one key fixed for the whole run; the posterior is
+            **biased** (THEORY §7.4), labelled so in the attributes, with the estimator's k-hat at
+            every draw in ``sample_stats.khat``. :func:`ebm_ppl.diagnostics.psis_reweight`
+            reweights its draws to the exact posterior.
         progress_bar: show progress while sampling.
         posterior_predictive: compute per-draw occupancy measures and EVD.
 
@@ -329,8 +392,11 @@ def infer_reward(
     from ebm_ppl.diagnostics import to_datatree
 
     check_choice("method", method, METHODS)
-    if not isinstance(problem.mdp, TabularMDP):
-        raise TypeError(f"`problem.mdp` must be a TabularMDP; got {type(problem.mdp).__name__}.")
+    if not isinstance(getattr(problem, "mdp", None), TabularMDP):
+        raise TypeError(
+            f"infer_reward needs a tabular problem (`problem.mdp` a TabularMDP); got a "
+            f"{type(problem).__name__} {getattr(problem, 'name', '')!r}."
+        )
     if likelihood is None:
         likelihood = "birl" if method == "policywalk" else problem.model
     check_choice("likelihood", likelihood, LIKELIHOODS)
@@ -370,10 +436,11 @@ def infer_reward(
     rationality = _check_rationality(rationality, likelihood)
     if method == "policywalk" and isinstance(rationality, dist.Distribution):
         raise ValueError("method='policywalk' takes a fixed float `rationality`.")
-    _check_estimator(estimator, likelihood)
+    is_plug_in = _check_estimator(estimator, likelihood, method)
     observed = check_demos(problem, demos)
-    model_kwargs = _model_kwargs(likelihood, rationality, q)
-    key_init, key_sample, key_prior, key_predictive = jax.random.split(rng_key, 4)
+    key_init, key_sample, key_prior, key_estimator = jax.random.split(rng_key, 4)
+    plug_in = PlugIn.build(key_estimator, estimator, problem.mdp) if is_plug_in else None
+    model_kwargs = _model_kwargs(likelihood, rationality, q, plug_in)
 
     if method == "policywalk":
         from ebm_ppl.inference.policywalk import sample_policywalk
@@ -437,6 +504,11 @@ def infer_reward(
             progress_bar=progress_bar,
         )
     check_draws(draws.positions)
+    if plug_in is not None:
+        draws = draws._replace(
+            sample_stats={**draws.sample_stats, "khat": _plug_in_khat(problem, draws, plug_in)},
+            info={**draws.info, "estimator": plug_in.estimator.name},
+        )
     return to_datatree(
         draws,
         problem,
@@ -447,9 +519,30 @@ def infer_reward(
         method=method,
         rng_key=rng_key,
         prior_key=key_prior,
-        predictive_key=key_predictive,
+        plug_in=plug_in,
         posterior_predictive=posterior_predictive,
     )
+
+
+def _plug_in_khat(problem, draws, plug_in) -> np.ndarray:
+    """The estimator's PSIS k-hat at every draw (largest over start states; NaN where the
+    estimator has none), ``(chains, draws)``."""
+    positions = {k: v for k, v in draws.positions.items() if k != "rationality"}
+    chains, num_draws = next(iter(positions.values())).shape[:2]
+    flat = jax.tree.map(
+        lambda v: jnp.asarray(v).reshape((chains * num_draws, *v.shape[2:])), positions
+    )
+    starts = jnp.asarray(plug_in.starts, jnp.int32)
+    serves_start_states = plug_in.estimator.models[0] == "trajectory"
+
+    def one(params):
+        s0 = starts if serves_start_states else None
+        info = plug_in.estimator.run(plug_in.key(), problem, params, s0=s0).info
+        khat = getattr(info, "khat", jnp.full((), jnp.nan))
+        return jnp.nanmax(jnp.atleast_1d(khat))
+
+    khat = jax.lax.map(jax.jit(one), flat, batch_size=256)
+    return np.asarray(khat).reshape(chains, num_draws)
 
 
 def log_density_fn(problem, demos, model_kwargs):
@@ -461,9 +554,9 @@ def log_density_fn(problem, demos, model_kwargs):
     )
 
 
-@partial(jax.jit, static_argnames=("likelihood", "rationality", "q"))
-def _initial_density(problem, demos, start, *, likelihood, rationality, q):
-    model_kwargs = _model_kwargs(likelihood, rationality, q)
+@partial(jax.jit, static_argnames=("likelihood", "rationality", "q", "plug_in"))
+def _initial_density(problem, demos, start, *, likelihood, rationality, q, plug_in):
+    model_kwargs = _model_kwargs(likelihood, rationality, q, plug_in)
     logdensity = log_density_fn(problem, demos, model_kwargs)
     values, grads = jax.vmap(jax.value_and_grad(logdensity))(start)
     finite = jnp.isfinite(values)

@@ -112,11 +112,20 @@ class MaxEntTrajectories(TrajectoryDistribution):
         super().__init__(mdp, validate_args=validate_args)
 
     @classmethod
-    def from_estimator(cls, rng_key, estimator, problem, params, *, model: str = "trajectory"):
+    def from_estimator(
+        cls, rng_key, estimator, problem, params, *, model: str = "trajectory", s0=None
+    ):
         """Build with :math:`\\log Z` from ``estimator``, run once now with ``rng_key``.
 
         The key is bound here (fixed random numbers): ``log_prob`` is then a deterministic,
-        smooth function of ``params`` only if the estimator is (THEORY §7.4).
+        smooth function of ``params`` only if the estimator is (``estimator.smooth``,
+        THEORY §7.4). With an estimated :math:`\\log Z` the likelihood is a **plug-in**
+        surrogate, biased (inflated by about :math:`N\\chi^2/2K`, THEORY §7.4).
+
+        Args:
+            s0: the start states whose :math:`\\log Z(s_0)` to estimate (``"trajectory"``);
+                default every state with :math:`\\rho_0 > 0` (needs a concrete ``mdp``: under
+                ``jit`` pass them). Demonstrations from other start states get ``-inf``.
         """
         if model not in estimator.models:
             raise ValueError(
@@ -124,12 +133,13 @@ class MaxEntTrajectories(TrajectoryDistribution):
                 f"got model={model!r}."
             )
         mdp = problem.mdp
-        result = estimator.run(rng_key, problem, params)
         if model == "trajectory":
+            starts = start_states(mdp, s0)
+            result = estimator.run(rng_key, problem, params, s0=starts)
             table = jnp.full((mdp.num_states,), jnp.inf, dtype=result.log_z.dtype)
-            log_z = table.at[start_states(mdp)].set(result.log_z)
+            log_z = table.at[starts].set(result.log_z)
         else:
-            log_z = result.log_z
+            log_z = estimator.run(rng_key, problem, params).log_z
         return cls(mdp, problem.energy_model.reward(params), model=model, log_z=log_z)
 
     def sample(self, key, sample_shape=()):

@@ -44,11 +44,19 @@ class LogZResult(NamedTuple):
 
 
 class LogZEstimator(NamedTuple):
-    """A log-partition estimator: ``name``, the ``models`` it serves, and its ``run`` function."""
+    """A log-partition estimator: ``name``, the ``models`` it serves, and its ``run`` function.
+
+    ``smooth`` says that, with the key fixed, ``run(...).log_z`` is a deterministic, smooth
+    function of ``params`` (importance sampling and IWAE under a proposal that does not depend on
+    ``params``; the exact recursion). Only such estimators may feed a plug-in likelihood sampled by
+    NUTS; SMC with resampling and adaptive tempering are piecewise constant in ``params``
+    (THEORY §7.4).
+    """
 
     name: str
     models: tuple
     run: Callable[..., LogZResult]
+    smooth: bool = False
 
 
 class ExactInfo(NamedTuple):
@@ -82,4 +90,4 @@ def exact(model: str = "trajectory") -> LogZEstimator:
             info=ExactInfo(),
         )
 
-    return LogZEstimator(name=f"exact[{model}]", models=(model,), run=run)
+    return LogZEstimator(name=f"exact[{model}]", models=(model,), run=run, smooth=True)
