@@ -26,7 +26,7 @@ from ebm_ppl.logz.ais import (
     tempered_smc,
 )
 from ebm_ppl.problems import DensityProblem
-from models import toy2d
+from ebm_ppl.models import toy2d
 
 NUM_REPLICATES = 100
 FAST_COMPILE = {"xla_backend_optimization_level": 0}

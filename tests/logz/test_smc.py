@@ -17,7 +17,7 @@ from ebm_ppl.exact.tabular import log_partition, soft_bellman, start_states
 from ebm_ppl.logz.base import LogZResult
 from ebm_ppl.logz.smc import ParticleSMCInfo, particle_smc
 from ebm_ppl.problems import Problem
-from models import objectworld, toy2d
+from ebm_ppl.models import objectworld, toy2d
 
 NUM_REPLICATES = 200
 # test-side jits lower only the LLVM optimisation level (the HLO is the library's): compile time

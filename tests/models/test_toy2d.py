@@ -11,7 +11,7 @@ from scipy import stats
 
 from ebm_ppl.energy.density import DoubleWellEnergy, GaussianMixtureEnergy
 from ebm_ppl.problems import DensityProblem, make_problem
-from models import toy2d
+from ebm_ppl.models import toy2d
 
 ALPHA = 1e-3
 LOG_Z = {
