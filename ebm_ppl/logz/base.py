@@ -33,7 +33,9 @@ class LogZResult(NamedTuple):
     Attributes:
         log_z: ``(n,)`` per start state or ``()`` global.
         stderr: standard error of ``log_z`` (0 for exact; NaN where one run has none).
-        num_energy_evals: how many reward/energy evaluations the estimate used.
+        num_energy_evals: how many energy evaluations the estimate used: per-step rewards
+            :math:`r(s_t, a_t[, s_{t+1}])` for trajectories (a whole trajectory costs ``T``),
+            one per point on R^d.
         info: a per-method NamedTuple.
     """
 

@@ -267,6 +267,15 @@ def _counted(value):
     return jnp.asarray(value)
 
 
+def _per_draw(problem) -> int:
+    """Energy evaluations per draw: ``T`` per-step rewards for a trajectory, one per point."""
+    return 1 if _is_density_problem(problem) else problem.mdp.horizon
+
+
+def _evaluations(problem, model, s0, num_samples) -> int:
+    return _num_targets(problem, model, s0) * num_samples * _per_draw(problem)
+
+
 def self_normalized_expectation(log_weights, values):
     r"""Self-normalised importance estimate :math:`\sum_k\bar w_k f(x_k)`,
     :math:`\bar w = \operatorname{softmax}(\log w)`.
@@ -578,7 +587,7 @@ def importance(num_samples: int, *, proposal=None, model: str = "trajectory") ->
         return LogZResult(
             log_z=_log_mean_exp(log_weights),
             stderr=sg(_delta_stderr(log_weights)),
-            num_energy_evals=_counted(_num_targets(problem, model, s0) * num_samples),
+            num_energy_evals=_counted(_evaluations(problem, model, s0, num_samples)),
             info=info,
         )
 
@@ -611,7 +620,8 @@ def psis(
     ``stderr``: the delta-method SE of plain IS applied to the smoothed weights (approximate: the
     smoothed weights are not independent); never NaN structurally. Gradient: the PSIS
     self-normalised estimate :math:`\sum_k\bar{\tilde w}_k\nabla\log\tilde p_\theta(x_k)` (the
-    smoothing weights are constants). ``info`` is :class:`PSISInfo`.
+    smoothing weights held constant), a surrogate, **not** the derivative of the returned value
+    (which moves with the Pareto fit); so ``smooth`` is False. ``info`` is :class:`PSISInfo`.
 
     Args:
         num_samples: :math:`K \ge 25` (the tail needs at least 5 draws).
@@ -652,7 +662,7 @@ def psis(
         return LogZResult(
             log_z=log_z,
             stderr=_delta_stderr(smoothed),
-            num_energy_evals=_counted(_num_targets(problem, model, s0) * num_samples),
+            num_energy_evals=_counted(_evaluations(problem, model, s0, num_samples)),
             info=info,
         )
 
@@ -807,8 +817,9 @@ def gcl_mixture(
 
     Gradient: :math:`\tilde\mu` is a constant (stop-gradient, [FCAL] §2.3.2, THEORY §3.4 (ii)), so
     :math:`\nabla\log\hat Z = \sum_{\mathcal M}\bar w\,\nabla\log\tilde p_\theta` (the GCL cost
-    gradient). ``stderr``: sandwich SE of the estimating equation
-    :math:`F(\zeta)=\sum_{\mathcal M}u_i - 1` with stratified (data / draws) sample variances,
+    gradient), which is **not** :math:`d\zeta^*/d\theta` of the fixed point. ``stderr``: the
+    sandwich SE of the estimating equation :math:`F(\zeta)=\sum_{\mathcal M}u_i - 1` with
+    stratified (data / draws) sample variances,
     :math:`\mathrm{SE}^2 = \sum_{s}n_s\widehat{\mathrm{var}}_s(u)/F'(\zeta)^2`; NaN when a
     target has exactly one demonstration (or ``num_samples == 1``). ``info`` is :class:`GCLInfo`.
 
@@ -861,7 +872,7 @@ def gcl_mixture(
         else:
             mask = jnp.ones((demos.shape[0],), bool)
             log_z, stderr, info = _mixture_one((r_d, c_d, d_d), mask, (r_g, c_g, d_g), fixed_point)
-        evals = _num_targets(problem, model, s0) * num_samples + demos.shape[0]
+        evals = _evaluations(problem, model, s0, num_samples) + demos.shape[0] * _per_draw(problem)
         return LogZResult(log_z=log_z, stderr=stderr, num_energy_evals=_counted(evals), info=info)
 
     kind = "model" if fixed_point else "density"
@@ -977,7 +988,7 @@ def _iwae(num_samples, num_particles, proposal, model, name) -> LogZEstimator:
         return LogZResult(
             log_z=estimate,
             stderr=stderr,
-            num_energy_evals=_counted(_num_targets(problem, model, s0) * num_samples),
+            num_energy_evals=_counted(_evaluations(problem, model, s0, num_samples)),
             info=_bound_info(log_weights),
         )
 
@@ -1101,7 +1112,7 @@ def eubo(
         return LogZResult(
             log_z=estimate,
             stderr=stderr,
-            num_energy_evals=_counted(_num_targets(problem, model, s0) * num_samples),
+            num_energy_evals=_counted(_evaluations(problem, model, s0, num_samples)),
             info=_bound_info(log_weights),
         )
 

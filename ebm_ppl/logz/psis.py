@@ -166,8 +166,8 @@ def _check_tail(num_samples: int, r_eff: float) -> int:
     tail = psis_tail_length(num_samples, r_eff)
     if tail < 5:
         raise ValueError(
-            "PSIS needs a tail of at least 5 draws, i.e. `num_samples` * r_eff >= 25 for the rule "
-            f"M = floor(min(S/5, 3 sqrt(S/r_eff))); got num_samples={num_samples}, r_eff={r_eff} "
+            "PSIS needs a tail of at least 5 draws (S * r_eff >= 25 under the rule "
+            f"M = floor(min(S/5, 3 sqrt(S/r_eff)))); got S = {num_samples} draws, r_eff = {r_eff} "
             f"(M = {tail})."
         )
     return tail

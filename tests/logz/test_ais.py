@@ -25,8 +25,8 @@ from ebm_ppl.logz.ais import (
     temperature_schedule,
     tempered_smc,
 )
-from ebm_ppl.problems import DensityProblem
 from ebm_ppl.models import toy2d
+from ebm_ppl.problems import DensityProblem
 
 NUM_REPLICATES = 100
 FAST_COMPILE = {"xla_backend_optimization_level": 0}

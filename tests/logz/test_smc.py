@@ -16,8 +16,8 @@ from ebm_ppl.energy import LinearReward
 from ebm_ppl.exact.tabular import log_partition, soft_bellman, start_states
 from ebm_ppl.logz.base import LogZResult
 from ebm_ppl.logz.smc import ParticleSMCInfo, particle_smc
-from ebm_ppl.problems import Problem
 from ebm_ppl.models import objectworld, toy2d
+from ebm_ppl.problems import Problem
 
 NUM_REPLICATES = 200
 # test-side jits lower only the LLVM optimisation level (the HLO is the library's): compile time

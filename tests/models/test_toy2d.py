@@ -10,8 +10,8 @@ from numpyro.infer import Predictive
 from scipy import stats
 
 from ebm_ppl.energy.density import DoubleWellEnergy, GaussianMixtureEnergy
-from ebm_ppl.problems import DensityProblem, make_problem
 from ebm_ppl.models import toy2d
+from ebm_ppl.problems import DensityProblem, make_problem
 
 ALPHA = 1e-3
 LOG_Z = {
