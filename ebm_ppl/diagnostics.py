@@ -107,14 +107,20 @@ def _split_rationality(params_flat, rationality):
 
 
 @partial(jax.jit, static_argnames=("likelihood", "rationality", "q", "plug_in"))
-def _draw_quantities(problem, demos, flat, *, likelihood, rationality, q, plug_in):
+def _draw_quantities(problem, demos, flat, estimator_key, *, likelihood, rationality, q, plug_in):
     """Reward table and per-demonstration log-likelihood at each draw (compiled once per shape)."""
     from ebm_ppl.inference.posterior import likelihood_distribution
 
     def one(params_flat):
         params, alpha = _split_rationality(params_flat, rationality)
         distribution = likelihood_distribution(
-            problem, params, likelihood=likelihood, rationality=alpha, q=q, plug_in=plug_in
+            problem,
+            params,
+            likelihood=likelihood,
+            rationality=alpha,
+            q=q,
+            plug_in=plug_in,
+            estimator_key=estimator_key,
         )
         return problem.energy_model.reward(params), distribution.log_prob(demos)
 
@@ -168,6 +174,7 @@ def to_datatree(
     rng_key,
     prior_key,
     plug_in=None,
+    estimator_key=None,
     posterior_predictive: bool = True,
 ):
     """Build the ArviZ DataTree of a reward posterior (groups in the module docstring).
@@ -181,6 +188,7 @@ def to_datatree(
         prior_key: key for the prior draws.
         plug_in: the plug-in likelihood's settings when log Z was estimated (the
             ``log_likelihood`` group then holds the surrogate's values, as sampled).
+        estimator_key: the plug-in estimator's fixed key.
         posterior_predictive: compute ``state_occupancy`` and ``evd`` per draw.
     """
     from arviz_base import from_dict
@@ -203,7 +211,9 @@ def to_datatree(
 
     demos = jnp.asarray(demos)
     static = {"likelihood": likelihood, "rationality": rationality, "q": q}
-    rewards, log_lik = _draw_quantities(problem, demos, flat, plug_in=plug_in, **static)
+    rewards, log_lik = _draw_quantities(
+        problem, demos, flat, estimator_key, plug_in=plug_in, **static
+    )
     rewards = unflat(rewards)
     reward_dims = _reward_dims(rewards.ndim - 2)
     canonical = rewards - rewards.mean(axis=tuple(range(2, rewards.ndim)), keepdims=True)
@@ -481,7 +491,7 @@ def psis_reweight(rng_key, idata, problem, *, num_draws: int | None = None):
         raise ValueError("psis_reweight needs a fixed `rationality` (it was sampled).")
     demos = jnp.asarray(idata["observed_data"]["demos"].values)
     static = {"likelihood": likelihood, "rationality": float(rationality), "q": idata.attrs["q"]}
-    _, exact = _draw_quantities(problem, demos, flat, plug_in=None, **static)
+    _, exact = _draw_quantities(problem, demos, flat, None, plug_in=None, **static)
     surrogate = np.asarray(idata["log_likelihood"]["demos"]).reshape(total, -1).sum(axis=1)
     log_weights = np.asarray(exact).sum(axis=1) - surrogate
     relative = arviz_ess(log_weights.reshape(chains, draws), relative=True)

@@ -48,6 +48,7 @@ def sample_numpyro_nuts(
     target_accept_prob=0.8,
     progress_bar=True,
     chain_method=None,
+    estimator_key=None,
 ) -> PosteriorDraws:
     """NumPyro NUTS with ``num_chains`` = the leading axis of ``start`` (unconstrained sites)."""
     num_chains = _num_chains(start)
@@ -66,6 +67,7 @@ def sample_numpyro_nuts(
         rng_key,
         problem,
         demos,
+        estimator_key,
         init_params=init,
         extra_fields=(
             "diverging",
@@ -137,6 +139,7 @@ def nuts_chain(
     num_warmup: int,
     num_samples: int,
     target_accept_prob: float = 0.8,
+    estimator_key=None,
 ):
     """One BlackJAX NUTS chain (window adaptation, then ``num_samples`` draws): pure, vmappable.
 
@@ -144,13 +147,15 @@ def nuts_chain(
         rng_key: JAX key.
         problem, demos: the model's arguments (traced).
         position: unconstrained starting point (site dict).
-        model_kwargs: static model settings (``likelihood``, ``rationality``, ``q``).
+        model_kwargs: static model settings (``likelihood``, ``rationality``, ``q``,
+            ``plug_in``).
+        estimator_key: the plug-in estimator's fixed key (traced), if any.
 
     Returns:
         ``(unconstrained positions with a leading (num_samples,) axis, sample-stat dict)``.
     """
     key_warmup, key_sample = jax.random.split(rng_key)
-    logdensity = log_density_fn(problem, demos, model_kwargs)
+    logdensity = log_density_fn(problem, demos, model_kwargs, estimator_key)
     state, parameters = _warmup(key_warmup, logdensity, position, num_warmup, target_accept_prob)
     keys = jax.random.split(key_sample, num_samples)
     _, (positions, stats) = _sample_steps(keys, logdensity, state, parameters)
@@ -167,16 +172,16 @@ def _blackjax_programs(likelihood, rationality, q, plug_in, num_warmup, target_a
     }
 
     @jax.jit
-    def warmup(keys, positions, problem, demos):
-        logdensity = log_density_fn(problem, demos, model_kwargs)
+    def warmup(keys, positions, problem, demos, estimator_key):
+        logdensity = log_density_fn(problem, demos, model_kwargs, estimator_key)
         run = lambda key, position: _warmup(
             key, logdensity, position, num_warmup, target_accept_prob
         )
         return jax.vmap(run)(keys, positions)
 
     @jax.jit
-    def sample(keys, states, parameters, problem, demos):
-        logdensity = log_density_fn(problem, demos, model_kwargs)
+    def sample(keys, states, parameters, problem, demos, estimator_key):
+        logdensity = log_density_fn(problem, demos, model_kwargs, estimator_key)
         run = lambda chain_keys, state, params: _sample_steps(chain_keys, logdensity, state, params)
         return jax.vmap(run)(keys, states, parameters)
 
@@ -194,6 +199,7 @@ def sample_blackjax_nuts(
     num_samples,
     target_accept_prob=0.8,
     progress_bar=True,
+    estimator_key=None,
 ) -> PosteriorDraws:
     """BlackJAX NUTS: window adaptation and sampling, vmapped over the chains of ``start``.
 
@@ -211,7 +217,9 @@ def sample_blackjax_nuts(
     )
     key_warmup, key_sample = jax.random.split(rng_key)
     bar = _progress(progress_bar, num_warmup, num_samples, num_chains)
-    states, parameters = warmup(jax.random.split(key_warmup, num_chains), start, problem, demos)
+    states, parameters = warmup(
+        jax.random.split(key_warmup, num_chains), start, problem, demos, estimator_key
+    )
     jax.block_until_ready(states)
     chunk = math.ceil(num_samples / _PROGRESS_CHUNKS) if progress_bar else num_samples
     num_chunks = math.ceil(num_samples / chunk)
@@ -220,7 +228,7 @@ def sample_blackjax_nuts(
     pieces = []
     for i in range(num_chunks):
         states, piece = sample(
-            keys[:, i * chunk : (i + 1) * chunk], states, parameters, problem, demos
+            keys[:, i * chunk : (i + 1) * chunk], states, parameters, problem, demos, estimator_key
         )
         pieces.append(jax.device_get(piece))
         bar.update(min(chunk, num_samples - i * chunk))

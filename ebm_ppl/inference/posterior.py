@@ -64,29 +64,32 @@ class NonFiniteDrawsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class PlugIn:
-    """A plug-in likelihood's estimator with its **fixed** key and start states (hashable).
+    """A plug-in likelihood's estimator and start states (static, hashable).
 
     The trajectory-level likelihood then uses :math:`\\log\\hat Z(\\theta)` from ``estimator``
-    run with the same key at every :math:`\\theta` (common random numbers): a deterministic,
-    smooth surrogate that NUTS can sample, targeting a **biased** posterior (THEORY §7.4).
+    run with one **fixed** key (the model argument ``estimator_key``) at every :math:`\\theta`
+    (common random numbers): a deterministic, smooth surrogate that NUTS can sample, targeting a
+    **biased** posterior (THEORY §7.4). The key is an argument, not part of this static object,
+    so runs with other keys reuse the compiled sampler.
     """
 
     estimator: Any
-    key_data: tuple
     starts: tuple
 
     @classmethod
-    def build(cls, rng_key, estimator, mdp):
-        data = np.asarray(jax.random.key_data(rng_key)).ravel()
-        starts = np.asarray(start_states(mdp))
-        return cls(estimator, tuple(int(v) for v in data), tuple(int(s) for s in starts))
-
-    def key(self):
-        return jax.random.wrap_key_data(jnp.asarray(self.key_data, jnp.uint32))
+    def build(cls, estimator, mdp):
+        return cls(estimator, tuple(int(s) for s in np.asarray(start_states(mdp))))
 
 
 def likelihood_distribution(
-    problem, params, *, likelihood: str, rationality=1.0, q: str = "soft", plug_in=None
+    problem,
+    params,
+    *,
+    likelihood: str,
+    rationality=1.0,
+    q: str = "soft",
+    plug_in=None,
+    estimator_key=None,
 ):
     """The likelihood of :func:`posterior_model`: exact, or the plug-in surrogate."""
     if plug_in is None:
@@ -94,7 +97,7 @@ def likelihood_distribution(
             problem, params, model=likelihood, rationality=rationality, q=q
         )
     return MaxEntTrajectories.from_estimator(
-        plug_in.key(),
+        estimator_key,
         plug_in.estimator,
         problem,
         params,
@@ -104,7 +107,14 @@ def likelihood_distribution(
 
 
 def posterior_model(
-    problem, demos, *, likelihood: str = "causal", rationality=1.0, q="soft", plug_in=None
+    problem,
+    demos,
+    estimator_key=None,
+    *,
+    likelihood: str = "causal",
+    rationality=1.0,
+    q="soft",
+    plug_in=None,
 ):
     """NumPyro model of the reward posterior.
 
@@ -122,6 +132,7 @@ def posterior_model(
             :math:`(0, \\infty)` to sample it. The likelihood identifies only :math:`\\alpha R`;
             the energy model's prior fixes the scale of :math:`R`.
         q: ``birl`` only: ``"soft"`` or ``"hard"``.
+        estimator_key: the fixed key of a plug-in likelihood's estimator (with ``plug_in``).
         plug_in: a :class:`PlugIn` for a trajectory-level likelihood with estimated
             :math:`\\log Z` (biased, THEORY §7.4); default the exact likelihood.
     """
@@ -129,7 +140,13 @@ def posterior_model(
     if isinstance(rationality, dist.Distribution):
         rationality = numpyro.sample("rationality", rationality)
     distribution = likelihood_distribution(
-        problem, params, likelihood=likelihood, rationality=rationality, q=q, plug_in=plug_in
+        problem,
+        params,
+        likelihood=likelihood,
+        rationality=rationality,
+        q=q,
+        plug_in=plug_in,
+        estimator_key=estimator_key,
     )
     with numpyro.plate("demo", demos.shape[0]):
         numpyro.sample("demos", distribution, obs=demos)
@@ -223,8 +240,8 @@ def _prior_sites(problem, model_kwargs) -> dict:
     }
 
 
-def _prior_only(problem, demos, *, likelihood, rationality, q, plug_in=None):
-    del demos, likelihood, q, plug_in
+def _prior_only(problem, demos, estimator_key=None, *, likelihood, rationality, q, plug_in=None):
+    del demos, estimator_key, likelihood, q, plug_in
     problem.energy_model.prior()
     if isinstance(rationality, dist.Distribution):
         numpyro.sample("rationality", rationality)
@@ -439,7 +456,8 @@ def infer_reward(
     is_plug_in = _check_estimator(estimator, likelihood, method)
     observed = check_demos(problem, demos)
     key_init, key_sample, key_prior, key_estimator = jax.random.split(rng_key, 4)
-    plug_in = PlugIn.build(key_estimator, estimator, problem.mdp) if is_plug_in else None
+    plug_in = PlugIn.build(estimator, problem.mdp) if is_plug_in else None
+    estimator_key = key_estimator if is_plug_in else None
     model_kwargs = _model_kwargs(likelihood, rationality, q, plug_in)
 
     if method == "policywalk":
@@ -490,7 +508,7 @@ def infer_reward(
         else:
             constrained = check_init_params(problem, init_params, model_kwargs, num_chains)
             start = to_unconstrained(problem, constrained, model_kwargs)
-        check_initial_density(problem, observed, start, model_kwargs)
+        check_initial_density(problem, observed, start, model_kwargs, estimator_key)
         sampler = sample_numpyro_nuts if method == "nuts" else sample_blackjax_nuts
         draws = sampler(
             key_sample,
@@ -502,11 +520,15 @@ def infer_reward(
             num_samples=num_samples,
             target_accept_prob=target_accept_prob,
             progress_bar=progress_bar,
+            estimator_key=estimator_key,
         )
     check_draws(draws.positions)
     if plug_in is not None:
         draws = draws._replace(
-            sample_stats={**draws.sample_stats, "khat": _plug_in_khat(problem, draws, plug_in)},
+            sample_stats={
+                **draws.sample_stats,
+                "khat": _plug_in_khat(problem, draws, plug_in, estimator_key),
+            },
             info={**draws.info, "estimator": plug_in.estimator.name},
         )
     return to_datatree(
@@ -520,11 +542,12 @@ def infer_reward(
         rng_key=rng_key,
         prior_key=key_prior,
         plug_in=plug_in,
+        estimator_key=estimator_key,
         posterior_predictive=posterior_predictive,
     )
 
 
-def _plug_in_khat(problem, draws, plug_in) -> np.ndarray:
+def _plug_in_khat(problem, draws, plug_in, estimator_key) -> np.ndarray:
     """The estimator's PSIS k-hat at every draw (largest over start states; NaN where the
     estimator has none), ``(chains, draws)``."""
     positions = {k: v for k, v in draws.positions.items() if k != "rationality"}
@@ -537,7 +560,7 @@ def _plug_in_khat(problem, draws, plug_in) -> np.ndarray:
 
     def one(params):
         s0 = starts if serves_start_states else None
-        info = plug_in.estimator.run(plug_in.key(), problem, params, s0=s0).info
+        info = plug_in.estimator.run(estimator_key, problem, params, s0=s0).info
         khat = getattr(info, "khat", jnp.full((), jnp.nan))
         return jnp.nanmax(jnp.atleast_1d(khat))
 
@@ -545,19 +568,19 @@ def _plug_in_khat(problem, draws, plug_in) -> np.ndarray:
     return np.asarray(khat).reshape(chains, num_draws)
 
 
-def log_density_fn(problem, demos, model_kwargs):
+def log_density_fn(problem, demos, model_kwargs, estimator_key=None):
     """Unconstrained log posterior density (up to a constant) as a function of a site dict."""
     from numpyro.infer.util import potential_energy
 
     return lambda position: (
-        -potential_energy(posterior_model, (problem, demos), model_kwargs, position)
+        -potential_energy(posterior_model, (problem, demos, estimator_key), model_kwargs, position)
     )
 
 
 @partial(jax.jit, static_argnames=("likelihood", "rationality", "q", "plug_in"))
-def _initial_density(problem, demos, start, *, likelihood, rationality, q, plug_in):
+def _initial_density(problem, demos, start, estimator_key, *, likelihood, rationality, q, plug_in):
     model_kwargs = _model_kwargs(likelihood, rationality, q, plug_in)
-    logdensity = log_density_fn(problem, demos, model_kwargs)
+    logdensity = log_density_fn(problem, demos, model_kwargs, estimator_key)
     values, grads = jax.vmap(jax.value_and_grad(logdensity))(start)
     finite = jnp.isfinite(values)
     for leaf in jax.tree.leaves(grads):
@@ -565,9 +588,9 @@ def _initial_density(problem, demos, start, *, likelihood, rationality, q, plug_
     return values, finite
 
 
-def check_initial_density(problem, demos, start, model_kwargs) -> None:
+def check_initial_density(problem, demos, start, model_kwargs, estimator_key=None) -> None:
     """Raise if the log posterior or its gradient is not finite at a chain's starting point."""
-    values, finite = _initial_density(problem, demos, start, **model_kwargs)
+    values, finite = _initial_density(problem, demos, start, estimator_key, **model_kwargs)
     finite = np.asarray(finite)
     if not finite.all():
         chain = int(np.argwhere(~finite)[0][0])

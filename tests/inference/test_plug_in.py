@@ -12,6 +12,15 @@ from ebm_ppl.inference.posterior import infer_reward
 from ebm_ppl.logz import importance, particle_smc
 
 NUM_REPLICATES = 400
+PLUG_IN = importance(2048, model="trajectory")
+COMMON = dict(
+    method="blackjax-nuts",
+    num_chains=4,
+    num_warmup=300,
+    num_samples=1000,
+    progress_bar=False,
+    posterior_predictive=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +43,7 @@ def test_plug_in_bias_matches_the_chi_square_prediction(problem):
     for num_samples in (32, 64):
         run = importance(num_samples).run
         keys = jax.random.split(jax.random.key(num_samples), NUM_REPLICATES)
-        runs = jax.jit(jax.vmap(lambda k, run=run: run(k, problem, params, s0=starts).log_z))(
-            keys
-        )
+        runs = jax.jit(jax.vmap(lambda k, run=run: run(k, problem, params, s0=starts).log_z))(keys)
         deficit = num_demos * (exact - np.asarray(runs)[:, 0])
         se = deficit.std(ddof=1) / np.sqrt(NUM_REPLICATES)
         predicted = num_demos * chi_square / (2 * num_samples)
@@ -52,18 +59,8 @@ def test_plug_in_refusals(problem):
 
 @pytest.fixture(scope="module")
 def plug_in_and_exact(problem):
-    common = dict(
-        method="blackjax-nuts",
-        num_chains=4,
-        num_warmup=300,
-        num_samples=1000,
-        progress_bar=False,
-        posterior_predictive=False,
-    )
-    plug_in = infer_reward(
-        jax.random.key(1), problem, estimator=importance(2048, model="trajectory"), **common
-    )
-    exact = infer_reward(jax.random.key(2), problem, **common)
+    plug_in = infer_reward(jax.random.key(1), problem, estimator=PLUG_IN, **COMMON)
+    exact = infer_reward(jax.random.key(2), problem, **COMMON)
     return plug_in, exact
 
 
@@ -89,3 +86,19 @@ def test_psis_reweighting_recovers_the_exact_posterior(plug_in_and_exact, proble
     se_exact = mcse(exact, var_names=["theta"])["theta"].values
     gap = np.abs(draws.mean(axis=0) - exact_draws.mean(axis=0))
     assert (gap <= 4 * np.hypot(se_reweighted, se_exact)).all(), (gap, se_reweighted, se_exact)
+
+
+def test_plug_in_runs_with_other_keys_reuse_the_compiled_sampler(plug_in_and_exact, problem):
+    """The estimator's key is a traced argument: a new run compiles nothing new."""
+    from ebm_ppl.inference import nuts
+    from ebm_ppl.inference.posterior import PlugIn
+
+    plug_in = PlugIn.build(PLUG_IN, problem.mdp)
+    warmup, sample = nuts._blackjax_programs("trajectory", 1.0, "soft", plug_in, 300, 0.8)
+    assert (warmup._cache_size(), sample._cache_size()) == (1, 1)
+    other = infer_reward(jax.random.key(11), problem, estimator=PLUG_IN, **COMMON)
+    assert (warmup._cache_size(), sample._cache_size()) == (1, 1)
+    first, _ = plug_in_and_exact
+    assert not np.array_equal(
+        other["posterior"]["theta"].values, first["posterior"]["theta"].values
+    )
