@@ -178,7 +178,7 @@ def test_blackjax_programs_compile_once_for_repeated_runs(small_posteriors, make
     from ebm_ppl.inference import nuts
 
     problem, _ = small_posteriors
-    warmup, sample = nuts._blackjax_programs("causal", 1.0, "soft", 300, 0.8)
+    warmup, sample = nuts._blackjax_programs("causal", 1.0, "soft", None, 300, 0.8)
     sizes = (warmup._cache_size(), sample._cache_size())
     other = make_tiny_problem(5, num_features=2, num_demos=25, terminal=True, horizon=4)
     other = other.replace(demos=np.asarray(other.demos)[::-1])

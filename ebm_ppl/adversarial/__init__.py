@@ -1,0 +1,79 @@
+"""Adversarial IRL: the GAN-GCL discriminator, the three facts of THEORY §3, and trainers.
+
+* :mod:`~ebm_ppl.adversarial.discriminator`: :math:`D = \\sigma(-c - \\zeta - \\log(\\nu q))`,
+  its log loss (normalised by :math:`N_d`) and the generator losses (THEORY §3, §4, §5.1);
+* :mod:`~ebm_ppl.adversarial.facts`: both sides of facts 1–3 (THEORY §3.3–§3.5);
+* :mod:`~ebm_ppl.adversarial.trainers`: ``gan_gcl`` and ``gcl`` (optax-style).
+"""
+
+from ebm_ppl.adversarial.discriminator import (
+    GENERATOR_LOSSES,
+    ZETA_MODELS,
+    discriminator_logits,
+    discriminator_loss,
+    ebm_discriminator_loss,
+    gather_zeta,
+    generator_loss,
+    init_zeta,
+    log_loss,
+    policy_log_probs,
+    rollouts,
+    trajectory_logits,
+    trajectory_returns,
+)
+from ebm_ppl.adversarial.facts import (
+    Equivalence,
+    GeneratorIdentity,
+    check_equivalence,
+    check_equivalence_ebm,
+    gcl_cost_loss,
+    generator_identity,
+    mixture_log_z,
+    pooled_facts,
+    solve_zeta,
+)
+from ebm_ppl.adversarial.trainers import (
+    GANGCLInfo,
+    GANGCLState,
+    GCLInfo,
+    GCLState,
+    Trainer,
+    gan_gcl,
+    gcl,
+    generator_elbo,
+    reward_epic,
+)
+
+__all__ = [
+    "GENERATOR_LOSSES",
+    "ZETA_MODELS",
+    "Equivalence",
+    "GANGCLInfo",
+    "GANGCLState",
+    "GCLInfo",
+    "GCLState",
+    "GeneratorIdentity",
+    "Trainer",
+    "check_equivalence",
+    "check_equivalence_ebm",
+    "discriminator_logits",
+    "discriminator_loss",
+    "ebm_discriminator_loss",
+    "gan_gcl",
+    "gather_zeta",
+    "gcl",
+    "gcl_cost_loss",
+    "generator_elbo",
+    "generator_identity",
+    "generator_loss",
+    "init_zeta",
+    "log_loss",
+    "mixture_log_z",
+    "policy_log_probs",
+    "pooled_facts",
+    "reward_epic",
+    "rollouts",
+    "solve_zeta",
+    "trajectory_logits",
+    "trajectory_returns",
+]
