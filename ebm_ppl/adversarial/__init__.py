@@ -6,6 +6,26 @@
 * :mod:`~ebm_ppl.adversarial.trainers`: ``gan_gcl`` and ``gcl`` (optax-style).
 """
 
+from ebm_ppl.adversarial.airl import AdversarialTrainer as AdversarialTrainer
+from ebm_ppl.adversarial.airl import AIRLInfo as AIRLInfo
+from ebm_ppl.adversarial.airl import AIRLState as AIRLState
+from ebm_ppl.adversarial.airl import GAILInfo as GAILInfo
+from ebm_ppl.adversarial.airl import GAILState as GAILState
+from ebm_ppl.adversarial.airl import Transitions as Transitions
+from ebm_ppl.adversarial.airl import airl as airl
+from ebm_ppl.adversarial.airl import airl_discriminator_loss as airl_discriminator_loss
+from ebm_ppl.adversarial.airl import airl_logits as airl_logits
+from ebm_ppl.adversarial.airl import airl_policy as airl_policy
+from ebm_ppl.adversarial.airl import discounted_occupancy as discounted_occupancy
+from ebm_ppl.adversarial.airl import enumerate_transitions as enumerate_transitions
+from ebm_ppl.adversarial.airl import gail as gail
+from ebm_ppl.adversarial.airl import gail_discriminator_loss as gail_discriminator_loss
+from ebm_ppl.adversarial.airl import gail_policy as gail_policy
+from ebm_ppl.adversarial.airl import policy_evd as policy_evd
+from ebm_ppl.adversarial.airl import sample_transitions as sample_transitions
+from ebm_ppl.adversarial.airl import shaped_reward as shaped_reward
+from ebm_ppl.adversarial.airl import transfer_evd as transfer_evd
+from ebm_ppl.adversarial.airl import transitions_from_trajectories as transitions_from_trajectories
 from ebm_ppl.adversarial.discriminator import (
     GENERATOR_LOSSES,
     ZETA_MODELS,
@@ -45,6 +65,26 @@ from ebm_ppl.adversarial.trainers import (
 )
 
 __all__ = [
+    "Transitions",
+    "AdversarialTrainer",
+    "AIRLState",
+    "AIRLInfo",
+    "GAILState",
+    "GAILInfo",
+    "transitions_from_trajectories",
+    "discounted_occupancy",
+    "enumerate_transitions",
+    "sample_transitions",
+    "shaped_reward",
+    "airl_logits",
+    "airl_discriminator_loss",
+    "airl_policy",
+    "gail_discriminator_loss",
+    "gail_policy",
+    "airl",
+    "gail",
+    "policy_evd",
+    "transfer_evd",
     "GENERATOR_LOSSES",
     "ZETA_MODELS",
     "Equivalence",
