@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -24,7 +26,16 @@ from ebm_ppl._validation import check_finite, is_host_data
 from ebm_ppl.exact.tabular import MODELS, check_model
 from ebm_ppl.spaces.tabular import TabularMDP, validate_trajectories
 
-__all__ = ["Problem", "DensityProblem", "PROBLEMS", "make_problem", "list_problems"]
+__all__ = [
+    "DensityProblem",
+    "PROBLEMS",
+    "Problem",
+    "check_num_demos",
+    "list_problems",
+    "make_problem",
+    "stated_params",
+    "toy_text_problem",
+]
 
 PROBLEMS: dict[str, str] = {
     "objectworld": "ebm_ppl.models.objectworld",
@@ -179,6 +190,94 @@ jax.tree_util.register_dataclass(
     data_fields=["energy_model", "true_params", "data", "log_z"],
     meta_fields=["name", "dim"],
 )
+
+
+def check_num_demos(num_demos) -> int:
+    """Raise unless ``num_demos`` is an int >= 0 (0: a problem without demonstrations)."""
+    if isinstance(num_demos, bool) or not isinstance(num_demos, numbers.Integral) or num_demos < 0:
+        raise ValueError(f"`num_demos` must be an int >= 0; got {num_demos!r}.")
+    return int(num_demos)
+
+
+def stated_params(true_params, energy_model, default) -> dict:
+    """Stated true parameters of a linear reward: ``{site: (F,)}``, an ``(F,)`` array, or default.
+
+    Raises:
+        ValueError: wrong keys, shape, or non-finite values.
+    """
+    if true_params is None:
+        true_params = default
+    if not isinstance(true_params, Mapping):
+        true_params = {energy_model.site: true_params}
+    if set(true_params) != {energy_model.site}:
+        raise ValueError(
+            f"`true_params` must be {{'{energy_model.site}': array of shape (F,) = "
+            f"({energy_model.num_features},)}} or such an array; got keys {sorted(true_params)}."
+        )
+    theta = jnp.asarray(true_params[energy_model.site], dtype=energy_model.features.dtype)
+    energy_model.reward({energy_model.site: theta})  # checks the shape
+    check_finite("true_params", theta)
+    return {energy_model.site: theta}
+
+
+def toy_text_problem(
+    name: str,
+    env_id: str,
+    rng_key,
+    *,
+    features_fn,
+    horizon: int,
+    num_demos: int,
+    model: str,
+    prior_scale: float,
+    true_params,
+    default_params,
+    sparse: bool = False,
+    grid_shape=None,
+    **env_kwargs,
+) -> Problem:
+    """A Gymnasium toy-text problem with a linear reward and demos rolled through ``env.step``.
+
+    Builds the MDP from the environment's tables, the features ``features_fn(mdp, env_reward)``
+    (``(S, A, F)``), a :class:`~ebm_ppl.energy.LinearReward`, the stated true parameters, and
+    ``num_demos`` demonstrations of the causal soft-optimal policy of that reward collected by
+    :func:`~ebm_ppl.envs.toy_text.collect_demonstrations` (the real environment loop).
+    """
+    from ebm_ppl.energy import LinearReward
+    from ebm_ppl.envs.toy_text import (
+        collect_demonstrations,
+        make_toy_text_env,
+        reward_table_from_env,
+        tabular_mdp_from_env,
+    )
+    from ebm_ppl.exact.tabular import soft_bellman
+
+    rng_key = jax.random.key(0) if rng_key is None else rng_key
+    check_num_demos(num_demos)
+    check_model(model, 1.0)
+    env = make_toy_text_env(env_id, horizon, **env_kwargs)
+    try:
+        mdp = tabular_mdp_from_env(env, horizon, sparse=sparse)
+        features = jnp.asarray(features_fn(mdp, reward_table_from_env(env)), dtype=mdp.dtype)
+        mdp = dataclasses.replace(mdp, features=features)
+        energy_model = LinearReward(features, prior_scale=prior_scale)
+        theta = stated_params(true_params, energy_model, default_params)
+        demos = None
+        if num_demos > 0:
+            log_policy = soft_bellman(mdp, energy_model.reward(theta), model="causal").log_policy
+            demos = collect_demonstrations(rng_key, env, log_policy, num_demos)
+    finally:
+        env.close()
+    return Problem(
+        name=name,
+        mdp=mdp,
+        energy_model=energy_model,
+        model=model,
+        discount=1.0,
+        true_params=theta,
+        demos=demos,
+        grid_shape=grid_shape,
+    )
 
 
 def list_problems() -> list[str]:

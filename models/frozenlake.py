@@ -40,25 +40,13 @@ dynamics (``is_slippery=False``; one start state), so with ``is_slippery=True`` 
 
 from __future__ import annotations
 
-import dataclasses
-import numbers
-from collections.abc import Mapping
-
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ebm_ppl._validation import check_choice, check_finite
-from ebm_ppl.energy import LinearReward
+from ebm_ppl._validation import check_choice
 from ebm_ppl.envs.toy_text import (
     FROZENLAKE_ID,
-    collect_demonstrations,
-    make_toy_text_env,
-    reward_table_from_env,
-    tabular_mdp_from_env,
 )
-from ebm_ppl.exact.tabular import check_model, soft_bellman
-from ebm_ppl.problems import Problem
+from ebm_ppl.problems import Problem, toy_text_problem
 
 __all__ = [
     "make_problem",
@@ -103,27 +91,6 @@ def _features(mdp, rewards: np.ndarray) -> np.ndarray:
     return np.stack([np.sum(transitions * (kind & live), axis=-1) for kind in kinds], axis=-1)
 
 
-def _check_num_demos(num_demos) -> None:
-    if isinstance(num_demos, bool) or not isinstance(num_demos, numbers.Integral) or num_demos < 0:
-        raise ValueError(f"`num_demos` must be an int >= 0; got {num_demos!r}.")
-
-
-def _true_params(true_params, energy_model: LinearReward) -> dict:
-    if true_params is None:
-        true_params = TRUE_THETA
-    if not isinstance(true_params, Mapping):
-        true_params = {energy_model.site: true_params}
-    if set(true_params) != {energy_model.site}:
-        raise ValueError(
-            f"`true_params` must be {{'{energy_model.site}': array of shape (F,) = "
-            f"({energy_model.num_features},)}} or such an array; got keys {sorted(true_params)}."
-        )
-    theta = jnp.asarray(true_params[energy_model.site], dtype=energy_model.features.dtype)
-    energy_model.reward({energy_model.site: theta})  # checks the shape
-    check_finite("true_params", theta)
-    return {energy_model.site: theta}
-
-
 def make_problem(
     rng_key=None,
     *,
@@ -161,35 +128,23 @@ def make_problem(
     Raises:
         ValueError: an option out of its range (naming it, what is expected and what came).
     """
-    rng_key = jax.random.key(0) if rng_key is None else rng_key
     check_choice("map_name", map_name, tuple(GRID_SHAPES))
     if not isinstance(is_slippery, (bool, np.bool_)):
         raise ValueError(f"`is_slippery` must be True or False; got {is_slippery!r}.")
     horizon = HORIZONS[map_name] if horizon is None else horizon
-    _check_num_demos(num_demos)
-    check_model(model, 1.0)
-    env = make_toy_text_env(
-        FROZENLAKE_ID, horizon, map_name=map_name, is_slippery=bool(is_slippery)
-    )
-    try:
-        mdp = tabular_mdp_from_env(env, horizon, sparse=sparse)
-        features = jnp.asarray(_features(mdp, reward_table_from_env(env)), dtype=mdp.dtype)
-        mdp = dataclasses.replace(mdp, features=features)
-        energy_model = LinearReward(features, prior_scale=prior_scale)
-        theta = _true_params(true_params, energy_model)
-        demos = None
-        if num_demos > 0:
-            log_policy = soft_bellman(mdp, energy_model.reward(theta), model="causal").log_policy
-            demos = collect_demonstrations(rng_key, env, log_policy, num_demos)
-    finally:
-        env.close()
-    return Problem(
-        name="frozenlake",
-        mdp=mdp,
-        energy_model=energy_model,
+    return toy_text_problem(
+        "frozenlake",
+        FROZENLAKE_ID,
+        rng_key,
+        features_fn=_features,
+        horizon=horizon,
+        num_demos=num_demos,
         model=model,
-        discount=1.0,
-        true_params=theta,
-        demos=demos,
+        prior_scale=prior_scale,
+        true_params=true_params,
+        default_params=TRUE_THETA,
+        sparse=sparse,
         grid_shape=GRID_SHAPES[map_name],
+        map_name=map_name,
+        is_slippery=bool(is_slippery),
     )
