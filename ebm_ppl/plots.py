@@ -465,7 +465,7 @@ def plot_reward_grid(idata: xr.DataTree, *, canonical: bool = True) -> Figure:
     subtitle = _subtitle(idata)
     fig.suptitle(
         f"Reward on the {rows}×{cols} grid, {draws.shape[0]} posterior draws"
-        + (f"\n{subtitle}" if subtitle else "")
+        + (f"; {subtitle}" if subtitle else "")
     )
     return fig
 
