@@ -73,9 +73,9 @@ def brute_canonical(reward, num_states, num_actions, gamma):
     for s, a, s2 in itertools.product(range(n_s), range(n_a), range(n_s)):
         e_next = sum(R[s2, b, x] for b in range(n_a) for x in range(n_s)) / (n_a * n_s)
         e_here = sum(R[s, b, x] for b in range(n_a) for x in range(n_s)) / (n_a * n_s)
-        e_all = sum(
-            R[y, b, x] for y in range(n_s) for b in range(n_a) for x in range(n_s)
-        ) / (n_s * n_a * n_s)
+        e_all = sum(R[y, b, x] for y in range(n_s) for b in range(n_a) for x in range(n_s)) / (
+            n_s * n_a * n_s
+        )
         out[s, a, s2] = R[s, a, s2] + gamma * e_next - e_here - gamma * e_all
     return out
 
@@ -385,9 +385,7 @@ def test_hard_evd_zero_for_true_and_affine_rewards_and_nonnegative():
     assert float(evd(true_reward, 0.1 * true_reward - 4.0, mdp)) == 0.0
     values = [float(evd(true_reward, rng.normal(size=(4, 2, 4)), mdp)) for _ in range(30)]
     assert min(values) >= 0.0 and max(values) > 0.0
-    sparse = expected_value_difference(
-        true_reward, -true_reward, mdp.to_sparse(), discount=0.95
-    )
+    sparse = expected_value_difference(true_reward, -true_reward, mdp.to_sparse(), discount=0.95)
     np.testing.assert_allclose(sparse, evd(true_reward, -true_reward, mdp), rtol=1e-12)
 
 
@@ -420,9 +418,7 @@ def test_terminal_states_are_masked():
             [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]],
         ]
     )
-    mdp = TabularMDP.from_dense(
-        probs, [0.5, 0.3, 0.2], 3, terminal=np.array([False, False, True])
-    )
+    mdp = TabularMDP.from_dense(probs, [0.5, 0.3, 0.2], 3, terminal=np.array([False, False, True]))
     reward = np.array([[1.0, -0.5], [0.3, 2.0], [1e3, 1e3]])
     policy = np.full((3, 3, 2), 0.5)
     values = np.asarray(policy_value(mdp, reward, policy))

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ebm_ppl._validation import check_choice, is_concrete
-from ebm_ppl.exact.sampling import _next_state_logits, rollout
+from ebm_ppl.exact.sampling import policy_rollout
 from ebm_ppl.exact.trajectory import sum_log_policy, trajectory_return
 
 __all__ = [
@@ -291,12 +291,11 @@ def generator_loss(logits_samples, kind: str = "logodds", weights=None) -> jax.A
 
 # ----------------------------------------------------------------------------- generator draws
 def rollouts(rng_key, mdp, log_policy, num_samples: int, starts=None) -> jax.Array:
-    """Trajectories of a ``(T, S, A)`` log-policy in the true dynamics, ``(N, T + 1, 2)``.
+    r"""Generator draws: :func:`~ebm_ppl.exact.sampling.policy_rollout` with fixed start states.
 
-    ``starts`` (optional ``(num_samples,)``) fixes each start state: e.g.
-    ``jnp.repeat(demos[:, 0, 0], nu)`` gives :math:`\\nu` rollouts from each demonstration's
-    :math:`s_0`, so that :math:`N_g(s) = \\nu N_d(s)` for every start state (the per-start-state
-    version of facts 1–2). Otherwise :math:`s_0\\sim\\rho_0`.
+    ``starts`` (optional ``(num_samples,)``), e.g. ``jnp.repeat(demos[:, 0, 0], nu)``, gives
+    :math:`\nu` rollouts from each demonstration's :math:`s_0`, so that :math:`N_g(s) = \nu N_d(s)`
+    for every start state (the per-start-state version of facts 1–2). Otherwise
+    :math:`s_0\sim\rho_0`.
     """
-    next_fn = _next_state_logits(mdp, None, None)
-    return rollout(rng_key, mdp, log_policy, mdp.initial_dist, next_fn, num_samples, starts=starts)
+    return policy_rollout(rng_key, mdp, log_policy, num_samples, starts=starts)

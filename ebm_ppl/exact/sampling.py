@@ -147,10 +147,16 @@ def _sample_jit(rng_key, mdp, reward, s0, model, num_samples, discount):
     return rollout(rng_key, mdp, solution.log_policy, start, next_fn, num_samples, starts=s0)
 
 
-def policy_rollout(rng_key, mdp: TabularMDP, log_policy, num_samples: int) -> jax.Array:
-    """Roll a ``(T, S, A)`` (or stationary ``(S, A)``) log-policy through the true dynamics."""
+def policy_rollout(
+    rng_key, mdp: TabularMDP, log_policy, num_samples: int, starts=None
+) -> jax.Array:
+    r"""Roll a ``(T, S, A)`` (or stationary ``(S, A)``) log-policy through the true dynamics.
+
+    ``starts`` (optional ``(num_samples,)``) fixes each trajectory's start state; otherwise
+    :math:`s_0\sim\rho_0`.
+    """
     log_policy = jnp.asarray(log_policy)
     if log_policy.ndim == 2:
         log_policy = jnp.broadcast_to(log_policy, (mdp.horizon,) + log_policy.shape)
     next_fn = _next_state_logits(mdp, None, None)
-    return rollout(rng_key, mdp, log_policy, mdp.initial_dist, next_fn, num_samples)
+    return rollout(rng_key, mdp, log_policy, mdp.initial_dist, next_fn, num_samples, starts=starts)

@@ -150,8 +150,9 @@ def test_objectworld_mdp():
     assert (mdp.num_states, mdp.num_actions, mdp.horizon) == (64, 5, 20)
     assert not np.asarray(mdp.terminal).any()
     np.testing.assert_allclose(np.asarray(mdp.initial_dist), 1 / 64)
-    np.testing.assert_allclose(np.asarray(mdp.features), ObjectWorldEnv(seed=5).features(),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(mdp.features), ObjectWorldEnv(seed=5).features(), rtol=1e-6
+    )
     np.testing.assert_allclose(
         np.asarray(mdp.transitions), ObjectWorldEnv(slip=0.2).transition_probs(), atol=1e-7
     )
@@ -185,7 +186,8 @@ def test_bad_arguments_raise(kwargs, match):
 
 
 def test_render_ansi():
-    env = ObjectWorldEnv(size=3, num_colours=2, objects_per_colour=1, objects=[[0], [8]],
-                         render_mode="ansi")
+    env = ObjectWorldEnv(
+        size=3, num_colours=2, objects_per_colour=1, objects=[[0], [8]], render_mode="ansi"
+    )
     env.reset(options={"state": 4})
     assert env.render() == "0..\n.A.\n..1\n"

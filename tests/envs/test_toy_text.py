@@ -137,10 +137,20 @@ def one_step_counts(env, states, draws: int, num_states: int, rng, terminal=None
 #  whether the dynamics are stochastic)
 CASES = {
     "frozenlake-slippery": (
-        "FrozenLake-v1", {"map_name": "4x4", "is_slippery": True}, 300, None, 1000, True
+        "FrozenLake-v1",
+        {"map_name": "4x4", "is_slippery": True},
+        300,
+        None,
+        1000,
+        True,
     ),
     "frozenlake": (
-        "FrozenLake-v1", {"map_name": "4x4", "is_slippery": False}, 300, None, 40, False
+        "FrozenLake-v1",
+        {"map_name": "4x4", "is_slippery": False},
+        300,
+        None,
+        40,
+        False,
     ),
     "cliffwalking": ("CliffWalking-v1", {}, 100, None, 40, False),
     "cliffwalking-slippery": ("CliffWalking-v1", {"is_slippery": True}, 100, None, 600, True),
@@ -148,7 +158,12 @@ CASES = {
     "taxi-rainy": ("Taxi-v4", {"is_rainy": True}, 100, 40, 800, True),
     "objectworld": (OBJECTWORLD_ID, {"size": 6, "slip": 0.0, "horizon": 20}, 60, None, 25, False),
     "objectworld-slip": (
-        OBJECTWORLD_ID, {"size": 6, "slip": 0.2, "horizon": 20}, 60, None, 1000, True
+        OBJECTWORLD_ID,
+        {"size": 6, "slip": 0.2, "horizon": 20},
+        60,
+        None,
+        1000,
+        True,
     ),
 }
 HORIZON = 30
@@ -264,8 +279,9 @@ def test_cliffwalking_cliff_resets_and_only_goal_terminates():
     slippery = gymnasium.make("CliffWalking-v1", is_slippery=True)
     rewards = reward_table_from_env(slippery)
     # right from 36: cliff (-100, to 36), up (-1, to 24), down bumps the edge (-1, to 36)
-    np.testing.assert_allclose(dense_probs(tabular_mdp_from_env(slippery, 5))[36, 1, [24, 36]],
-                               [1 / 3, 2 / 3], rtol=1e-6)
+    np.testing.assert_allclose(
+        dense_probs(tabular_mdp_from_env(slippery, 5))[36, 1, [24, 36]], [1 / 3, 2 / 3], rtol=1e-6
+    )
     assert rewards[36, 1, 36] == pytest.approx(-50.5)
 
 

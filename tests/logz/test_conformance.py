@@ -45,7 +45,8 @@ def _tabular_problems(dtype):
     return [_cast(p, dtype) for p in problems]
 
 
-def _check(estimator, problems, data_of, s0=None):
+def _run_twice(estimator, problems, data_of, s0=None):
+    """Run jit(vmap over keys) twice per problem; return the results and the number of traces."""
     traces = []
 
     def run(key, problem, params, data):
@@ -54,15 +55,22 @@ def _check(estimator, problems, data_of, s0=None):
 
     batched = jax.jit(jax.vmap(run, in_axes=(0, None, None, None)))
     keys = jax.random.split(jax.random.key(3), 4)
+    outputs = []
     for problem in problems:
         params = problem.true_params
         dtype = jax.tree.leaves(params)[0].dtype
         first = batched(keys, problem, params, data_of(problem))
         again = batched(keys, problem, params, data_of(problem))
-        assert first.log_z.dtype == dtype, (estimator.name, first.log_z.dtype)
-        assert np.isfinite(np.asarray(first.log_z)).all(), estimator.name
-        np.testing.assert_array_equal(np.asarray(first.log_z), np.asarray(again.log_z))
-    assert len(traces) == 1, f"{estimator.name} traced {len(traces)} times"
+        outputs.append((dtype, first.log_z, again.log_z))
+    return outputs, len(traces)
+
+
+def _assert_conformant(name, outputs, num_traces):
+    assert num_traces == 1, f"{name} traced {num_traces} times"
+    for dtype, first, again in outputs:
+        assert first.dtype == dtype, (name, first.dtype, dtype)
+        assert np.isfinite(np.asarray(first)).all(), name
+        np.testing.assert_array_equal(np.asarray(first), np.asarray(again))
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["f64", "f32"])
@@ -70,7 +78,9 @@ def _check(estimator, problems, data_of, s0=None):
 def test_tabular_estimator_conformance(name, dtype):
     problems = _tabular_problems(dtype)
     s0 = jnp.asarray([0, 5], jnp.int32)
-    _check(TABULAR[name](), problems, lambda p: p.demos, s0=s0)
+    outputs, num_traces = _run_twice(TABULAR[name](), problems, lambda p: p.demos, s0=s0)
+    assert num_traces == 1 and len(outputs) == 2
+    _assert_conformant(name, outputs, num_traces)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32], ids=["f64", "f32"])
@@ -80,4 +90,6 @@ def test_density_estimator_conformance(name, dtype):
         _cast(toy2d.make_problem(jax.random.key(seed), energy="banana", num_data=16), dtype)
         for seed in (0, 1)
     ]
-    _check(DENSITY[name](), problems, lambda p: p.data)
+    outputs, num_traces = _run_twice(DENSITY[name](), problems, lambda p: p.data)
+    assert num_traces == 1 and len(outputs) == 2
+    _assert_conformant(name, outputs, num_traces)
