@@ -3,7 +3,9 @@
 * :mod:`~ebm_ppl.adversarial.discriminator`: :math:`D = \\sigma(-c - \\zeta - \\log(\\nu q))`,
   its log loss (normalised by :math:`N_d`) and the generator losses (THEORY §3, §4, §5.1);
 * :mod:`~ebm_ppl.adversarial.facts`: both sides of facts 1–3 (THEORY §3.3–§3.5);
-* :mod:`~ebm_ppl.adversarial.trainers`: ``gan_gcl`` and ``gcl`` (optax-style).
+* :mod:`~ebm_ppl.adversarial.trainers`: ``gan_gcl`` and ``gcl`` (optax-style), and
+  ``gan_zeta`` (the discriminator's :math:`\\zeta^*` behind the ``LogZEstimator`` interface);
+* :mod:`~ebm_ppl.adversarial.airl`: ``airl`` and ``gail`` (per-step discriminators).
 """
 
 from ebm_ppl.adversarial.airl import AdversarialTrainer as AdversarialTrainer
@@ -59,6 +61,7 @@ from ebm_ppl.adversarial.trainers import (
     GCLState,
     Trainer,
     gan_gcl,
+    gan_zeta,
     gcl,
     generator_elbo,
     reward_epic,
@@ -100,6 +103,7 @@ __all__ = [
     "discriminator_loss",
     "ebm_discriminator_loss",
     "gan_gcl",
+    "gan_zeta",
     "gather_zeta",
     "gcl",
     "gcl_cost_loss",

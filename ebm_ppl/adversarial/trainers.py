@@ -62,7 +62,10 @@ from ebm_ppl.adversarial.discriminator import (
 )
 from ebm_ppl.adversarial.facts import gcl_cost_loss, solve_zeta
 from ebm_ppl.exact.tabular import reward_table
+from ebm_ppl.logz.base import LogZEstimator
+from ebm_ppl.logz.importance import gcl_mixture
 from ebm_ppl.metrics import epic_distance
+from ebm_ppl.policies import PolicyRollout
 
 __all__ = [
     "Trainer",
@@ -73,6 +76,7 @@ __all__ = [
     "generator_elbo",
     "gan_gcl",
     "gcl",
+    "gan_zeta",
     "reward_epic",
 ]
 
@@ -459,3 +463,59 @@ def gcl(
         return _update(problem, rng_key, state, _check_batch(problem, batch))
 
     return Trainer(init=init, update=update)
+
+
+# ----------------------------------------------------------------------------- ζ as an estimator
+def gan_zeta(
+    num_samples: int,
+    *,
+    model: str = "trajectory",
+    generator_steps: int = 200,
+    policy_optimizer: optax.GradientTransformation | None = None,
+    nu: float | None = None,
+) -> LogZEstimator:
+    r"""GAN-GCL's :math:`\zeta` as a log-partition estimator (the adversarial route; THEORY §3.3).
+
+    At the given :math:`\theta`, run the GAN's generator step to convergence
+    (``generator_steps`` optax steps on the exact ELBO from the uniform policy: the generator
+    :math:`q\approx p_\theta`), draw ``num_samples`` rollouts of it, and return the discriminator's
+    optimal :math:`\zeta^*` on the pooled sample of demonstrations and rollouts. By fact 1,
+    :math:`\zeta^*` is the fixed point of the mixture importance estimate with
+    :math:`\tilde p = p_\theta`, so the estimate is computed by
+    :func:`~ebm_ppl.logz.gcl_mixture` with the fitted generator as proposal (one implementation of
+    that root; ``tests/adversarial`` checks that it minimises the discriminator loss in
+    :math:`\zeta`).
+
+    Bias: :math:`\zeta^*` is **consistent for** :math:`\log Z(\theta)` **only where the
+    demonstrations follow** :math:`p_\theta` (at the data's :math:`\theta`); elsewhere it converges
+    to the :math:`Z^*(\theta)` of THEORY §2/§10.2, and it is biased low in finite samples (Jensen,
+    THEORY §6). :math:`\zeta(s_0)` is undefined where no demonstration starts at :math:`s_0` (the
+    discriminator has no data there); :func:`gcl_mixture` then falls back to plain importance
+    sampling under the fitted generator. ``info`` is :class:`ebm_ppl.logz.importance.GCLInfo`.
+
+    Args:
+        num_samples: generator rollouts :math:`N_g` (per start state for ``"trajectory"``).
+        model: ``"trajectory"`` (a :math:`\zeta` table over start states) or
+            ``"trajectory_global"`` (scalar).
+        generator_steps: ELBO steps of the generator at :math:`\theta` (int >= 1).
+        policy_optimizer: optax transformation for the generator logits; default ``adam(0.1)``.
+        nu: as in :func:`~ebm_ppl.logz.gcl_mixture` (default :math:`N_g/N_d`).
+    """
+    check_choice("model", model, ZETA_MODELS)
+    if isinstance(generator_steps, bool) or not isinstance(generator_steps, int):
+        raise ValueError(f"`generator_steps` must be an int >= 1; got {generator_steps!r}.")
+    if generator_steps < 1:
+        raise ValueError(f"`generator_steps` must be an int >= 1; got {generator_steps!r}.")
+    policy_opt = optax.adam(0.1) if policy_optimizer is None else policy_optimizer
+
+    def generator(problem, params):  # gcl_mixture has checked that the problem is tabular
+        mdp = problem.mdp.to_dense() if problem.mdp.is_sparse else problem.mdp
+        reward = problem.energy_model.reward(params)
+        logits = jnp.zeros((mdp.horizon, mdp.num_states, mdp.num_actions), reward.dtype)
+        logits, _, _ = _policy_steps(
+            mdp, reward, logits, policy_opt.init(logits), policy_opt, generator_steps
+        )
+        return PolicyRollout(problem.mdp, jax.nn.log_softmax(logits, axis=-1))
+
+    mixture = gcl_mixture(num_samples, proposal=generator, data_density="model", nu=nu, model=model)
+    return LogZEstimator(name=f"gan_zeta[{model}]", models=(model,), run=mixture.run)

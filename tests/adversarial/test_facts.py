@@ -183,19 +183,24 @@ def test_other_generator_losses_are_not_the_kl(random_mdp):
         generator_loss(logits, "wasserstein")
 
 
+@pytest.mark.parametrize("deterministic", [True, False])
 @pytest.mark.parametrize("model", ["trajectory", "trajectory_global"])
-def test_population_optimum_free_cost(random_mdp, model):
-    """Deterministic dynamics, a free cost per enumerated trajectory: at the population optimum
-    -c*(tau) - zeta*(s0) = R(tau) - V_0(s0) (THEORY §4), so c* + R is constant per start state
-    (zeta table) or c* + R - V_0(s0) is constant (scalar zeta)."""
-    problem, theta, _, log_policy = _setup(random_mdp, 6, deterministic=True)
+def test_population_optimum_free_cost(random_mdp, model, deterministic):
+    """A free cost per enumerated trajectory: at the population optimum
+    -c*(tau) - zeta*(s0) = log p_E(tau) - log b(tau) = sum_t log pi_E(a_t|s_t) (THEORY §4).
+    Deterministic dynamics: that is R(tau) - V_0(s0), so c* + R is constant per start state
+    (zeta table) or c* + R - V_0(s0) is constant (scalar zeta). Stochastic dynamics: the
+    martingale terms of §1.3 remain, and the gap is asserted."""
+    problem, theta, _, log_policy = _setup(random_mdp, 6, deterministic=deterministic)
     mdp = problem.mdp
     reward = problem.energy_model.reward(theta)
     enum = enumerate_trajectories(mdp)
     obs = jnp.asarray(enum.observed, jnp.int32)
-    p = jnp.exp(causal_log_prob(mdp, reward, obs))  # the MCE expert's trajectory law
+    log_p = causal_log_prob(mdp, reward, obs)  # the MCE expert's trajectory law
+    p = jnp.exp(log_p)
     log_pi = policy_log_probs(log_policy, obs)
-    q = jnp.exp(jnp.asarray(enum.log_base) + log_pi)
+    log_b = jnp.asarray(enum.log_base)
+    q = jnp.exp(log_b + log_pi)
     nu = 2.0
     starts = obs[:, 0, 0]
     returns = trajectory_returns(mdp, reward, obs)
@@ -224,20 +229,32 @@ def test_population_optimum_free_cost(random_mdp, model):
     v0 = np.asarray(soft_bellman(mdp, reward, model="causal").values[0])[np.asarray(starts)]
     sel_starts = np.asarray(starts)
 
-    def spread(cost, zeta):
-        shifted = np.asarray(cost) + np.asarray(returns)
+    def spread(shifted):
+        shifted = np.asarray(shifted)
         if model == "trajectory":
             return max(np.ptp(shifted[sel_starts == s]) for s in np.unique(sel_starts))
-        return np.ptp(shifted - v0)
+        return np.ptp(shifted)
 
-    # a numerical minimiser (the loss is flat where p and q are small: loose tolerance)
-    assert spread(*x) < 1e-3
+    def reward_spread(cost):
+        shifted = np.asarray(cost) + np.asarray(returns)
+        return spread(shifted if model == "trajectory" else shifted - v0)
+
     # exactly: the predicted cost is a stationary point of the convex loss, and the loss is
     # strictly convex in each logit, so every minimiser has these logits
     zeta = x[1]
     z = np.asarray(zeta)[sel_starts] if model == "trajectory" else float(zeta)
-    predicted = -np.asarray(returns) + v0 - z
+    predicted = -np.asarray(log_p - log_b) - z
     grad_c, grad_z = jax.grad(loss)((jnp.asarray(predicted), zeta))
     np.testing.assert_allclose(grad_c, 0.0, atol=1e-12)
     np.testing.assert_allclose(grad_z, 0.0, atol=1e-12)
-    assert spread(predicted, zeta) < 1e-10
+    # no numerical minimiser does better (L-BFGS is slow where p and q are tiny and the loss is
+    # flat, so it need not reach the optimum in its 400 steps)
+    assert float(loss((jnp.asarray(predicted), zeta))) <= float(loss(x)) + 1e-12
+    if deterministic:
+        # sum_t log pi_E = R - V_0(s0): the cost is the true one up to the start-state constant
+        assert reward_spread(predicted) < 1e-10
+        assert reward_spread(x[0]) < 1e-3
+    else:
+        # THEORY §4: under stochastic dynamics c* absorbs dynamics terms, no constant shift of
+        # the true cost is optimal (the misspecification gap, asserted rather than hidden)
+        assert reward_spread(predicted) > 0.05, reward_spread(predicted)
