@@ -9,6 +9,9 @@
 * ``ebm-ppl logz PROBLEM --estimators a,b,c --budget N --seeds K``: log Z estimators side by
   side: estimate, error and bias against the exact value, spread over seeds, k-hat, energy
   evaluations and time.
+* ``ebm-ppl compare PROBLEM... [--config study.toml] [--quick]``: the comparison harness
+  (:func:`ebm_ppl.compare.compare`): log Z estimators, adversarial trainers and posteriors on the
+  same problems, resumable into ``--out`` (tables, figures, DataTrees), a summary table at the end.
 * ``ebm-ppl fit PROBLEM``: exact MaxEnt IRL (maximum likelihood or MAP); prints a JSON report with
   EPIC and EVD against the truth.
 
@@ -169,6 +172,133 @@ def _logz(args) -> int:
     return 0
 
 
+_CONFIG_KEYS = {
+    "problems": list,
+    "seed": int,
+    "estimators": list,
+    "trainers": list,
+    "posteriors": list,
+    "seeds": int,
+    "budgets": list,
+    "steps": int,
+    "posterior_draws": int,
+    "out": str,
+    "quick": bool,
+    "problem_options": dict,
+}
+
+
+def _read_config(path) -> dict:
+    """A study file (TOML) with keys of :data:`_CONFIG_KEYS` (see ``ebm-ppl compare --help``)."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            config = tomllib.load(handle)
+    except OSError as error:
+        raise ValueError(f"`--config`: cannot read {path!r}: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"`--config`: {path!r} is not valid TOML: {error}") from error
+    for key, value in config.items():
+        if key not in _CONFIG_KEYS:
+            raise ValueError(
+                f"`--config`: unknown key {key!r} in {path!r}; expected among "
+                f"{sorted(_CONFIG_KEYS)}."
+            )
+        if not isinstance(value, _CONFIG_KEYS[key]) or (
+            _CONFIG_KEYS[key] is int and isinstance(value, bool)
+        ):
+            raise ValueError(
+                f"`--config`: {key!r} must be a {_CONFIG_KEYS[key].__name__}; got {value!r}."
+            )
+    return config
+
+
+def _split(value) -> list:
+    if value is None or isinstance(value, list):
+        return value
+    return [item.strip() for item in str(value).split(",") if item.strip()]
+
+
+def _compare(args) -> int:
+    import jax
+
+    from ebm_ppl.compare import QUICK, compare, print_summary
+    from ebm_ppl.problems import list_problems
+
+    settings = {
+        "problems": [],
+        "seed": 0,
+        "estimators": ["importance", "psis", "gcl_mixture", "particle_smc"],
+        "trainers": [],
+        "posteriors": [],
+        "seeds": 3,
+        "budgets": [256, 1024],
+        "steps": 200,
+        "posterior_draws": 500,
+        "out": "ebm_ppl_compare",
+        "problem_options": {},
+    }
+    config = _read_config(args.config) if args.config else {}
+    if args.quick or config.get("quick"):
+        settings.update(
+            estimators=list(QUICK["estimators"]),
+            trainers=list(QUICK["trainers"]),
+            posteriors=list(QUICK["posteriors"]),
+            budgets=list(QUICK["budgets"]),
+            seeds=QUICK["num_seeds"],
+            steps=QUICK["steps"],
+            problem_options=dict(QUICK["problem_options"]),
+        )
+    config.pop("quick", None)
+    options = {**settings["problem_options"], **config.pop("problem_options", {})}
+    settings.update(config)
+    settings["problem_options"] = options
+    given = {
+        "problems": args.problems or None,
+        "seed": args.seed,
+        "estimators": _split(args.estimators),
+        "trainers": _split(args.trainers),
+        "posteriors": _split(args.posteriors),
+        "seeds": args.seeds,
+        "budgets": [int(b) for b in _split(args.budget)] if args.budget else None,
+        "steps": args.steps,
+        "posterior_draws": args.posterior_draws,
+        "out": args.out,
+    }
+    settings.update({k: v for k, v in given.items() if v is not None})
+    if not settings["problems"]:
+        raise ValueError(
+            "name at least one problem (positional PROBLEM... or `problems` in --config)."
+        )
+    for name in settings["problems"]:
+        if name not in list_problems():
+            raise ValueError(f"problems must be among {list_problems()}; got {name!r}.")
+    start = time.perf_counter()
+    rows = compare(
+        jax.random.key(settings["seed"]),
+        settings["problems"],
+        estimators=settings["estimators"],
+        trainers=settings["trainers"],
+        posteriors=settings["posteriors"],
+        num_seeds=settings["seeds"],
+        budgets=settings["budgets"],
+        steps=settings["steps"],
+        posterior_draws=settings["posterior_draws"],
+        problem_options=settings["problem_options"],
+        out=settings["out"],
+        figures=not args.no_figures,
+        progress_bar=not args.quiet,
+    )
+    print_summary(rows)
+    failed = sum(row["status"] == "error" for row in rows)
+    print(
+        f"{len(rows)} cells ({failed} failed) in {time.perf_counter() - start:.1f} s; "
+        f"tables, figures and posteriors in {settings['out']}/"
+    )
+    return 1 if failed else 0
+
+
 def _add_infer_arguments(parser, *, defaults) -> None:
     parser.add_argument(
         "--method", default=defaults.get("method", "nuts"), help="nuts | blackjax-nuts | policywalk"
@@ -246,6 +376,34 @@ def build_parser() -> argparse.ArgumentParser:
     logz.add_argument("--seed", type=int, default=0)
     logz.add_argument("--json", action="store_true", help="print the rows as JSON")
     logz.set_defaults(handler=_logz)
+
+    compare = commands.add_parser(
+        "compare",
+        help="sampling-based and adversarial estimators side by side (resumable)",
+        description="Run a grid of problems x (log Z estimators, trainers, posteriors) x seeds x "
+        "budgets into --out: cells/*.json (one per finished cell; a rerun skips them), "
+        "results.csv/results.json, figures/, posteriors/*.nc. Settings: defaults < --quick < "
+        "--config study.toml < flags.",
+    )
+    compare.add_argument("problems", nargs="*", help=f"among {list_problems()}")
+    compare.add_argument("--config", default=None, help="a TOML study file")
+    compare.add_argument("--quick", action="store_true", help="small problems and budgets")
+    compare.add_argument("--estimators", default=None, help="comma-separated log Z estimators")
+    compare.add_argument("--trainers", default=None, help="comma-separated: gan_gcl, gcl")
+    compare.add_argument(
+        "--posteriors",
+        default=None,
+        help="comma-separated: nuts, blackjax-nuts, exchange, plugin:NAME",
+    )
+    compare.add_argument("--seeds", type=int, default=None)
+    compare.add_argument("--budget", default=None, help="comma-separated budgets, e.g. 256,1024")
+    compare.add_argument("--steps", type=int, default=None, help="updates per trainer cell")
+    compare.add_argument("--posterior-draws", type=int, default=None)
+    compare.add_argument("--out", default=None, help="output directory (resumable)")
+    compare.add_argument("--seed", type=int, default=None)
+    compare.add_argument("--no-figures", action="store_true")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    compare.set_defaults(handler=_compare)
     return parser
 
 

@@ -644,3 +644,148 @@ def save_plots(idata: xr.DataTree, directory: str | Path, *, dpi: float = 100) -
     ):
         paths.append(_save(plot_occupancy(idata), directory / "occupancy.png", dpi))
     return paths
+
+
+# ----------------------------------------------------------------------------- comparison harness
+def plot_error_vs_compute(rows: Sequence[dict], problem: str) -> Figure:
+    """:math:`|\\log\\hat Z - \\log Z|` against energy evaluations for each estimator of a problem.
+
+    One line per estimator (``exact``, whose error is 0, is left out): the median over seeds of
+    the absolute error at each budget, with the band from the smallest to the largest seed (the
+    spread over seeds); log-log axes.
+
+    Args:
+        rows: rows of :func:`ebm_ppl.compare.compare` (``kind="estimator"``, ``status="ok"``).
+        problem: the problem label to plot.
+    """
+    fig = _new_figure(figsize=(6.0, 4.2))
+    ax = fig.add_subplot()
+    picked = [
+        r
+        for r in rows
+        if r["problem"] == problem and r["kind"] == "estimator" and r.get("status") == "ok"
+    ]
+    if not picked:
+        raise ValueError(f"plot_error_vs_compute: no finished estimator rows for {problem!r}.")
+    for method in sorted({r["method"] for r in picked} - {"exact"}):  # exact: error 0
+        budgets = sorted({r["budget"] for r in picked if r["method"] == method})
+        evals, median, low, high = [], [], [], []
+        for budget in budgets:
+            cell = [r for r in picked if r["method"] == method and r["budget"] == budget]
+            errors = np.abs([r["bias"] if r["bias"] == r["bias"] else r["error"] for r in cell])
+            errors = np.maximum(np.asarray(errors, np.float64), 1e-16)
+            evals.append(np.median([r["energy_evals"] for r in cell]))
+            median.append(np.median(errors))
+            low.append(np.min(errors))
+            high.append(np.max(errors))
+        (line,) = ax.plot(evals, median, marker="o", label=method)
+        ax.fill_between(evals, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("energy evaluations")
+    ax.set_ylabel(r"$|\log\hat Z - \log Z|$ (median, min–max over seeds)")
+    ax.set_title(f"{problem}: log Z error against compute")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_learned_rewards(rewards: Mapping[str, np.ndarray], truth, grid_shape) -> Figure:
+    """Heat maps of learned state rewards beside the truth on a grid problem.
+
+    Each table is reduced to states (mean over trailing action axes) and centred (rewards are
+    identified up to a constant), then drawn on the ``grid_shape`` grid.
+
+    Args:
+        rewards: label -> reward table ``(S,)``, ``(S, A)`` or ``(S, A, S)``.
+        truth: the true reward table.
+        grid_shape: ``(rows, cols)`` with ``rows * cols == S``.
+    """
+    rows_, cols = (int(v) for v in grid_shape)
+    panels = {
+        "truth": np.asarray(truth, np.float64),
+        **{k: np.asarray(v) for k, v in rewards.items()},
+    }
+    fig = _new_figure(figsize=(3.0 * len(panels), 3.0))
+    for index, (label, table) in enumerate(panels.items()):
+        state = table.reshape(table.shape[0], -1).mean(axis=1) if table.ndim > 1 else table
+        if state.size != rows_ * cols:
+            raise ValueError(
+                f"plot_learned_rewards: {label!r} has {state.size} states; grid_shape "
+                f"{grid_shape} needs {rows_ * cols}."
+            )
+        ax = fig.add_subplot(1, len(panels), index + 1)
+        image = _heatmap(ax, (state - state.mean()).reshape(rows_, cols), label, cmap="viridis")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+def save_comparison_figures(rows: Sequence[dict], problems: Mapping, directory) -> list[Path]:
+    """Write the figures of a comparison into ``directory``.
+
+    * ``<problem>_logz_error.png``: :func:`plot_error_vs_compute` where estimators ran;
+    * ``<problem>_rewards.png``: :func:`plot_learned_rewards` of each trainer's seed-0 reward on
+      grid problems;
+    * ``<problem>_<method>_pair.png``: an ArviZ pair plot of each posterior cell of seed 0 (from
+      the saved DataTree ``directory/../posteriors/<cell id>.nc``).
+
+    Returns:
+        The paths written.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for label, problem in problems.items():
+        if any(
+            r["problem"] == label and r["kind"] == "estimator" and r.get("status") == "ok"
+            for r in rows
+        ):
+            fig = plot_error_vs_compute(rows, label)
+            paths.append(_save(fig, directory / f"{label}_logz_error.png"))
+        learned = {
+            r["method"]: np.asarray(r["_reward"])
+            for r in rows
+            if r["problem"] == label
+            and r["kind"] == "trainer"
+            and r.get("status") == "ok"
+            and r["seed"] == 0
+            and "_reward" in r
+        }
+        grid = getattr(problem, "grid_shape", None)
+        if learned and grid is not None:
+            fig = plot_learned_rewards(learned, problem.true_reward(), grid)
+            paths.append(_save(fig, directory / f"{label}_rewards.png"))
+        for r in rows:
+            if r["problem"] != label or r["kind"] != "posterior" or r.get("status") != "ok":
+                continue
+            if r["seed"] != 0:
+                continue
+            from ebm_ppl.compare import Cell
+            from ebm_ppl.diagnostics import load
+
+            cell = Cell(r["problem"], r["kind"], r["method"], r["budget"], r["seed"])
+            source = directory.parent / "posteriors" / f"{cell.id}.nc"
+            if source.exists():
+                fig = plot_posterior_pairs(load(source))
+                name = cell.method.replace(":", "-")
+                paths.append(_save(fig, directory / f"{label}_{name}_pair.png"))
+    return paths
+
+
+def plot_posterior_pairs(idata: xr.DataTree, var_names=None) -> Figure:
+    """ArviZ pair plot (``arviz_plots.plot_pair``) of the posterior's parameter sites."""
+    import arviz_plots as azp
+
+    caller = "plot_posterior_pairs"
+    idata = _check_tree(idata, caller)
+    posterior = _group(idata, "posterior", caller)
+    names = _parameter_names(posterior, idata.attrs, var_names, caller)
+    source = xr.DataTree.from_dict({"posterior": _with_index_coords(posterior[names])})
+    plot = azp.plot_pair(source, var_names=names, backend="matplotlib")
+    plot.add_title(f"Posterior pairs{(chr(10) + _subtitle(idata)) if _subtitle(idata) else ''}")
+    return plot.get_viz("figure")
+
+
+def _save(fig: Figure, path: Path, dpi: float = 100) -> Path:
+    fig.savefig(path, dpi=dpi)
+    _close(fig)
+    return path

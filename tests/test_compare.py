@@ -1,0 +1,221 @@
+"""The comparison harness: a small grid end to end with every artefact read back, resuming after
+the process is killed, the table against direct estimator calls, and the CLI/config form."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ebm_ppl.compare import Cell, cell_key, compare, load_results, make_estimator, problem_model
+from ebm_ppl.models import objectworld, toy2d
+
+KEY = jax.random.key(7)
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return [
+        objectworld.make_problem(jax.random.key(1), size=3, horizon=4, num_demos=16),
+        toy2d.make_problem(jax.random.key(2), energy="gaussian", num_data=64),
+    ]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, problems):
+    out = tmp_path_factory.mktemp("study")
+    rows = compare(
+        KEY,
+        problems,
+        estimators=("importance", "gcl_mixture", "gan_zeta"),
+        trainers=("gan_gcl",),
+        posteriors=("nuts", "plugin:particle_smc"),
+        num_seeds=2,
+        budgets=(16,),
+        steps=5,
+        posterior_draws=50,
+        out=out,
+        progress_bar=False,
+    )
+    return out, rows
+
+
+def test_grid_end_to_end_reads_every_artefact_back(study):
+    out, rows = study
+    # objectworld: 3 estimators + 1 trainer + 2 posteriors; toy2d: importance, gcl_mixture
+    assert len(rows) == (3 + 1 + 2) * 2 + 2 * 2
+    by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("estimator", "trainer")}
+    assert all(r["status"] == "ok" for r in by_kind["estimator"] + by_kind["trainer"])
+    # a failing cell is recorded and the rest went on: the plug-in posterior refuses particle SMC
+    # (not smooth in theta), the exact-likelihood posterior ran
+    failed = [r for r in rows if r["status"] == "error"]
+    assert [r["method"] for r in failed] == ["plugin:particle_smc"] * 2
+    assert "smooth" in failed[0]["error_message"]
+    nuts = [r for r in rows if r["method"] == "nuts"]
+    assert all(r["status"] == "ok" and 0 <= r["coverage"] <= 1 and r["w1"] >= 0 for r in nuts)
+
+    with open(out / "results.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert len(table) == len(rows)
+    assert json.loads((out / "results.json").read_text()) == json.loads(
+        json.dumps(rows, default=float)
+    )
+    cells = load_results(out)
+    assert len(cells) == len(rows) == len(list((out / "cells").glob("*.json")))
+    for row in table:
+        if row["status"] == "ok" and row["kind"] == "estimator":
+            assert np.isfinite(float(row["log_z"])) and float(row["energy_evals"]) > 0
+    study_file = json.loads((out / "study.json").read_text())
+    assert study_file["cells"] == len(rows)
+
+    import matplotlib.image
+
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figures == [
+        "objectworld_logz_error.png",
+        "objectworld_nuts_pair.png",
+        "objectworld_rewards.png",
+        "toy2d_logz_error.png",
+    ]
+    for name in figures:
+        assert matplotlib.image.imread(out / "figures" / name).ndim == 3
+
+    from ebm_ppl.diagnostics import load
+
+    posteriors = sorted((out / "posteriors").glob("*.nc"))
+    assert len(posteriors) == 2
+    idata = load(posteriors[0])
+    assert idata["posterior"]["theta"].shape[:2] == (2, 50)
+
+
+def test_table_equals_direct_estimator_calls(study, problems):
+    _, rows = study
+    by_name = {p.name: p for p in problems}
+    checked = 0
+    for row in rows:
+        if row["kind"] != "estimator" or row["seed"] != 1:  # one seed: each call compiles
+            continue
+        problem = by_name[row["problem"]]
+        model = problem_model(problem)
+        estimator = make_estimator(row["method"], row["budget"], model)
+        data = problem.demos if model != "ebm" else problem.data
+        result = estimator.run(cell_key(KEY, row["seed"]), problem, problem.true_params, data=data)
+        np.testing.assert_allclose(row["log_z"], float(jnp.mean(result.log_z)), rtol=1e-10)
+        np.testing.assert_allclose(
+            row["energy_evals"], float(np.mean(result.num_energy_evals)), rtol=0
+        )
+        checked += 1
+    assert checked == 3 + 2
+
+
+_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    from ebm_ppl.compare import compare
+    finished = []
+
+    def kill_after_two(row):
+        finished.append(row)
+        if len(finished) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no flush: a crash
+
+    compare(jax.random.key(3), ["objectworld"], estimators=("importance",), budgets=(8,),
+            num_seeds=4, problem_options={"objectworld": {"size": 3, "horizon": 4,
+            "num_demos": 8}}, out=sys.argv[1], gradients=False, figures=False,
+            progress_bar=False, on_cell=kill_after_two)
+    """
+)
+
+
+def test_killed_run_resumes_without_redoing_finished_cells(tmp_path):
+    out = tmp_path / "run"
+    child = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(out)],
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        timeout=300,
+    )
+    assert child.returncode == -9, child.stderr.decode()[-2000:]
+    finished = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
+    assert len(finished) == 2
+    assert not list((out / "cells").glob(".*.tmp"))  # the atomic writes left no partial cell
+
+    computed = []
+    rows = compare(
+        jax.random.key(3),
+        ["objectworld"],
+        estimators=("importance",),
+        budgets=(8,),
+        num_seeds=4,
+        problem_options={"objectworld": {"size": 3, "horizon": 4, "num_demos": 8}},
+        out=out,
+        gradients=False,
+        figures=False,
+        progress_bar=False,
+        on_cell=computed.append,
+    )
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    assert len(computed) == 2
+    assert {
+        Cell(**{k: r[k] for k in ("problem", "kind", "method", "budget", "seed")}).id + ".json"
+        for r in computed
+    }.isdisjoint(finished)
+    for name, mtime in finished.items():
+        assert (out / "cells" / name).stat().st_mtime_ns == mtime  # not rewritten
+    # a different grid into the same directory is refused rather than mixed
+    with pytest.raises(ValueError, match="different key or problems"):
+        compare(jax.random.key(4), ["objectworld"], estimators=("importance",), out=out)
+
+
+def test_cli_config_and_errors(tmp_path, capsys):
+    from ebm_ppl.cli import main
+
+    config = tmp_path / "study.toml"
+    out = tmp_path / "cli"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            problems = ["objectworld"]
+            estimators = ["importance"]
+            seeds = 1
+            budgets = [8]
+            out = "{out}"
+            [problem_options.objectworld]
+            size = 3
+            horizon = 4
+            num_demos = 8
+            """
+        )
+    )
+    assert main(["compare", "--config", str(config), "--quiet", "--no-figures"]) == 0
+    printed = capsys.readouterr().out
+    assert "log Z estimators" in printed and "importance" in printed
+    assert len(load_results(out)) == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text('problems = ["objectworld"]\nbudget = 3\n')
+    assert main(["compare", "--config", str(bad)]) == 2
+    assert "unknown key 'budget'" in capsys.readouterr().err
+    assert main(["compare", "objectworld", "--estimators", "nope", "--out", str(out)]) == 2
+    assert "estimators" in capsys.readouterr().err
+    assert main(["compare"]) == 2
+
+
+def test_argument_errors(problems):
+    with pytest.raises(ValueError, match="num_seeds"):
+        compare(KEY, problems, num_seeds=0)
+    with pytest.raises(ValueError, match="budgets"):
+        compare(KEY, problems, budgets=(0,))
+    with pytest.raises(ValueError, match="posteriors"):
+        compare(KEY, problems, posteriors=("plugin:nope",))
+    with pytest.raises(TypeError, match="problems"):
+        compare(KEY, [3.0])
+    with pytest.raises(ValueError, match="twice"):
+        compare(KEY, [problems[0], problems[0]])
