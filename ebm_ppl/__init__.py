@@ -7,6 +7,7 @@ from ebm_ppl import diagnostics as diagnostics
 from ebm_ppl import exact as exact
 from ebm_ppl import logz as logz
 from ebm_ppl import plots as plots
+from ebm_ppl.compare import compare as compare
 from ebm_ppl.diagnostics import reward_recovery as reward_recovery
 from ebm_ppl.diagnostics import summary as summary
 from ebm_ppl.energy import LinearReward as LinearReward
@@ -39,6 +40,7 @@ __all__ = [
     "TabularMDP",
     "TabularReward",
     "Trajectories",
+    "compare",
     "diagnostics",
     "epic_distance",
     "exact",
