@@ -50,6 +50,8 @@ __all__ = [
     "empirical_occupancy",
     "load",
     "loo",
+    "parameter_sites",
+    "psis_reweight",
     "reward_recovery",
     "save",
     "summary",

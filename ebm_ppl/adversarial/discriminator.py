@@ -70,7 +70,10 @@ __all__ = [
 ]
 
 ZETA_MODELS = ("trajectory", "trajectory_global")
+"""The ``model`` values of :func:`init_zeta`: one :math:`\\zeta` per start state, or one scalar."""
+
 GENERATOR_LOSSES = ("logodds", "minimax", "non_saturating")
+"""The ``kind`` values of :func:`generator_loss`."""
 
 
 # ----------------------------------------------------------------------------- validation

@@ -82,8 +82,13 @@ __all__ = [
 ]
 
 FROZENLAKE_ID = "FrozenLake-v1"
+"""Gymnasium id of FrozenLake, loaded by :func:`frozenlake`."""
+
 CLIFFWALKING_ID = "CliffWalking-v1"
+"""Gymnasium id of CliffWalking, loaded by :func:`cliffwalking`."""
+
 TAXI_ID = "Taxi-v4"
+"""Gymnasium id of Taxi, loaded by :func:`taxi`."""
 
 _ROW_ATOL = 1e-8
 

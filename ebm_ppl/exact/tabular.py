@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 MODELS = ("causal", "trajectory", "trajectory_global")
+"""The tabular MaxEnt models of the recursions (see the module docstring)."""
 
 
 class SoftBellman(NamedTuple):

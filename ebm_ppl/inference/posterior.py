@@ -49,6 +49,7 @@ __all__ = [
     "LIKELIHOODS",
     "METHODS",
     "NonFiniteDrawsError",
+    "PlugIn",
     "check_demos",
     "infer_reward",
     "posterior_model",

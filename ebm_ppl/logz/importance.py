@@ -81,6 +81,8 @@ __all__ = [
 ]
 
 MODELS = ("trajectory", "trajectory_global", "ebm")
+"""The ``model`` values the estimators of this module accept (``"ebm"``: an energy on R^d)."""
+
 _FIXED_POINT_ITERATIONS = 60
 
 sg = jax.lax.stop_gradient

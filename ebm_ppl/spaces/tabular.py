@@ -43,7 +43,7 @@ from ebm_ppl._validation import (
     is_concrete,
 )
 
-__all__ = ["TabularMDP", "Trajectories", "PAD"]
+__all__ = ["TabularMDP", "Trajectories", "PAD", "validate_trajectories"]
 
 PAD = -1
 """Value used for actions and states after termination (and for the last row's action)."""
