@@ -33,13 +33,13 @@ def study(tmp_path_factory, problems):
     rows = compare(
         KEY,
         problems,
-        estimators=("importance", "gcl_mixture", "gan_zeta"),
+        estimators=("importance", "gan_zeta"),
         trainers=("gan_gcl",),
         posteriors=("nuts", "plugin:particle_smc"),
         num_seeds=2,
         budgets=(16,),
         steps=5,
-        posterior_draws=50,
+        posterior_draws=30,
         out=out,
         progress_bar=False,
     )
@@ -48,8 +48,8 @@ def study(tmp_path_factory, problems):
 
 def test_grid_end_to_end_reads_every_artefact_back(study):
     out, rows = study
-    # objectworld: 3 estimators + 1 trainer + 2 posteriors; toy2d: importance, gcl_mixture
-    assert len(rows) == (3 + 1 + 2) * 2 + 2 * 2
+    # objectworld: 2 estimators + 1 trainer + 2 posteriors; toy2d: importance
+    assert len(rows) == (2 + 1 + 2) * 2 + 1 * 2
     by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("estimator", "trainer")}
     assert all(r["status"] == "ok" for r in by_kind["estimator"] + by_kind["trainer"])
     # a failing cell is recorded and the rest went on: the plug-in posterior refuses particle SMC
@@ -91,7 +91,10 @@ def test_grid_end_to_end_reads_every_artefact_back(study):
     posteriors = sorted((out / "posteriors").glob("*.nc"))
     assert len(posteriors) == 2
     idata = load(posteriors[0])
-    assert idata["posterior"]["theta"].shape[:2] == (2, 50)
+    assert idata["posterior"]["theta"].shape[:2] == (2, 30)
+    # the gradient of log Z-hat against the exact gradient was measured where it applies
+    grads = [r for r in rows if r["kind"] == "estimator"]
+    assert all(-1 <= r["grad_cosine"] <= 1 and r["grad_rel_error"] >= 0 for r in grads)
 
 
 def test_table_equals_direct_estimator_calls(study, problems):
@@ -111,7 +114,7 @@ def test_table_equals_direct_estimator_calls(study, problems):
             row["energy_evals"], float(np.mean(result.num_energy_evals)), rtol=0
         )
         checked += 1
-    assert checked == 3 + 2
+    assert checked == 2 + 1
 
 
 _CHILD = textwrap.dedent(

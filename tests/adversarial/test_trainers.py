@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ebm_ppl.adversarial import GANGCLInfo, GCLInfo, gan_gcl, gan_zeta, gcl, reward_epic
-from models.objectworld import make_problem
+from ebm_ppl.models.objectworld import make_problem
 
 
 @pytest.fixture(scope="module")
