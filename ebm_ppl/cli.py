@@ -389,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--config", default=None, help="a TOML study file")
     compare.add_argument("--quick", action="store_true", help="small problems and budgets")
     compare.add_argument("--estimators", default=None, help="comma-separated log Z estimators")
-    compare.add_argument("--trainers", default=None, help="comma-separated: gan_gcl, gcl")
+    compare.add_argument(
+        "--trainers", default=None, help="comma-separated: gan_gcl, gcl, airl, gail"
+    )
     compare.add_argument(
         "--posteriors",
         default=None,

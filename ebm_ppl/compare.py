@@ -10,9 +10,10 @@ r"""The comparison harness: sampling-based and adversarial estimators side by si
   :math:`\nabla_\theta\log\hat Z` against the exact gradient (cosine and relative norm error),
   the reported standard error, PSIS :math:`\hat k` where the estimator reports one, energy
   evaluations, compile and run time.
-* ``kind="trainer"``: an adversarial trainer (``gan_gcl``, ``gcl``) run for ``steps`` updates on the
-  problem's demonstrations (``budget`` is the number of updates). Measured: EPIC and hard EVD of the
-  learned reward against the truth, and for GAN-GCL :math:`|\zeta - \log Z|` of the learned reward
+* ``kind="trainer"``: an adversarial trainer (``gan_gcl``, ``gcl``, ``airl``, ``gail``) run for
+  ``steps`` updates on the problem's demonstrations (``budget`` is the number of updates).
+  Measured: EPIC and hard EVD of the learned reward against the truth (GAIL: the EVD of its own
+  policy only), and for GAN-GCL :math:`|\zeta - \log Z|` of the learned reward
   (for GCL the mixture :math:`\log\hat Z` it used); wall time.
 * ``kind="posterior"``: Bayesian reward inference (``nuts``, ``blackjax-nuts``, ``exchange``, or
   ``plugin:<estimator>`` for the plug-in likelihood) on tabular problems. Measured against a
@@ -82,8 +83,16 @@ ESTIMATOR_NAMES = (
 )
 """Log-partition estimators the harness can build by name."""
 
-TRAINER_NAMES = ("gan_gcl", "gcl")
-"""Adversarial trainers the harness can build by name (tabular problems, ``discount == 1``)."""
+TRAINER_NAMES = ("gan_gcl", "gcl", "airl", "gail")
+r"""Adversarial trainers the harness can build by name (tabular problems, ``discount == 1``).
+
+``airl`` (linear state-only :math:`g`) and ``gail`` train on the demonstrations' transitions
+weighted by :math:`\gamma_{\rm AIRL}^t` with :data:`AIRL_DISCOUNT`, because AIRL's stationary
+discounted model needs :math:`\gamma < 1`; they have no :math:`\zeta`, and GAIL has no reward
+(its row reports only the EVD of its own policy, ``policy_evd``)."""
+
+AIRL_DISCOUNT = 0.9
+"""Discount of AIRL's and GAIL's stationary model in the harness (THEORY §9.4)."""
 
 POSTERIOR_NAMES = ("nuts", "blackjax-nuts", "exchange")
 """Posterior samplers by name; ``"plugin:<estimator>"`` adds the plug-in likelihood."""
@@ -105,7 +114,7 @@ QUICK: dict[str, Any] = {
         "iwae",
         "ais",
     ),
-    "trainers": ("gan_gcl", "gcl"),
+    "trainers": ("gan_gcl", "gcl", "airl", "gail"),
     "posteriors": (),
     "budgets": (64, 256),
     "num_seeds": 2,
@@ -132,6 +141,7 @@ _COLUMNS = (
     "energy_evals",
     "epic",
     "evd",
+    "policy_evd",
     "zeta_error",
     "w1",
     "mean_error",
@@ -307,10 +317,61 @@ def _nanmean(values) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
+def _per_step_trainer_cell(cell, problem, key, cache) -> dict:
+    """AIRL / GAIL: transitions of the demonstrations, exact policy step, no zeta."""
+    import optax
+
+    from ebm_ppl.adversarial.airl import (
+        airl,
+        airl_reward_table,
+        gail,
+        policy_evd,
+        train,
+        transitions_from_trajectories,
+    )
+    from ebm_ppl.metrics import epic_distance, expected_value_difference
+
+    mdp = problem.mdp
+    cached = cache.get(("trainer", cell.problem, cell.method))
+    if cached is None:
+        if cell.method == "airl":
+            trainer = airl(
+                mdp, discount=AIRL_DISCOUNT, features=mdp.features, optimizer=optax.adam(0.05)
+            )
+        else:
+            trainer = gail(mdp, discount=AIRL_DISCOUNT, optimizer=optax.adam(0.1))
+        transitions = transitions_from_trajectories(problem.demos, discount=AIRL_DISCOUNT)
+        cached = cache[("trainer", cell.problem, cell.method)] = (trainer, transitions)
+    trainer, transitions = cached
+    init_key, update_key = jax.random.split(key)
+    start = time.perf_counter()
+    state = trainer.init(init_key)
+    state, _ = train(trainer, state, jax.random.split(update_key, cell.budget), transitions)
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - start
+    truth = problem.true_reward()
+    row = {
+        "model": "causal",
+        "policy_evd": float(policy_evd(truth, state.log_policy, mdp, discount=problem.discount)),
+        "seconds": seconds,
+    }
+    if cell.method == "airl":
+        reward = airl_reward_table(state.params, features=mdp.features)
+        row["epic"] = float(epic_distance(reward, truth, mdp, discount=problem.discount))
+        row["evd"] = float(
+            expected_value_difference(truth, reward, mdp, discount=problem.discount)
+        )
+        row["_reward"] = np.asarray(reward, np.float64).tolist()
+    return row
+
+
 def _trainer_cell(cell, problem, key, cache) -> dict:
     from ebm_ppl.adversarial import gan_gcl, gcl, reward_epic
     from ebm_ppl.exact.tabular import log_partition
     from ebm_ppl.metrics import expected_value_difference
+
+    if cell.method in ("airl", "gail"):
+        return _per_step_trainer_cell(cell, problem, key, cache)
 
     trainer = cache.get(("trainer", cell.problem, cell.method))
     if trainer is None:
@@ -696,7 +757,7 @@ _KIND_COLUMNS = {
         "seconds",
         "compile_seconds",
     ),
-    "trainer": ("epic", "evd", "log_z_exact", "log_z", "zeta_error", "seconds"),
+    "trainer": ("epic", "evd", "policy_evd", "log_z_exact", "log_z", "zeta_error", "seconds"),
     "posterior": (
         "w1",
         "mean_error",

@@ -590,7 +590,7 @@ def plot_occupancy(idata: xr.DataTree, *, prob: float = 0.9) -> Figure:
 # --------------------------------------------------------------------------------------------
 
 
-def _save(fig: Figure, path: Path, dpi: float) -> Path:
+def _save(fig: Figure, path: Path, dpi: float = 100) -> Path:
     try:
         fig.savefig(path, dpi=dpi)
     finally:
@@ -783,9 +783,3 @@ def plot_posterior_pairs(idata: xr.DataTree, var_names=None) -> Figure:
     plot = azp.plot_pair(source, var_names=names, backend="matplotlib")
     plot.add_title(f"Posterior pairs{(chr(10) + _subtitle(idata)) if _subtitle(idata) else ''}")
     return plot.get_viz("figure")
-
-
-def _save(fig: Figure, path: Path, dpi: float = 100) -> Path:
-    fig.savefig(path, dpi=dpi)
-    _close(fig)
-    return path

@@ -34,7 +34,7 @@ def study(tmp_path_factory, problems):
         KEY,
         problems,
         estimators=("importance", "gan_zeta"),
-        trainers=("gan_gcl",),
+        trainers=("gan_gcl", "airl"),
         posteriors=("nuts", "plugin:particle_smc"),
         num_seeds=2,
         budgets=(16,),
@@ -48,8 +48,8 @@ def study(tmp_path_factory, problems):
 
 def test_grid_end_to_end_reads_every_artefact_back(study):
     out, rows = study
-    # objectworld: 2 estimators + 1 trainer + 2 posteriors; toy2d: importance
-    assert len(rows) == (2 + 1 + 2) * 2 + 1 * 2
+    # objectworld: 2 estimators + 2 trainers + 2 posteriors; toy2d: importance
+    assert len(rows) == (2 + 2 + 2) * 2 + 1 * 2
     by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("estimator", "trainer")}
     assert all(r["status"] == "ok" for r in by_kind["estimator"] + by_kind["trainer"])
     # a failing cell is recorded and the rest went on: the plug-in posterior refuses particle SMC
@@ -59,6 +59,8 @@ def test_grid_end_to_end_reads_every_artefact_back(study):
     assert "smooth" in failed[0]["error_message"]
     nuts = [r for r in rows if r["method"] == "nuts"]
     assert all(r["status"] == "ok" and 0 <= r["coverage"] <= 1 and r["w1"] >= 0 for r in nuts)
+    airl = [r for r in rows if r["method"] == "airl"]
+    assert all(0 <= r["epic"] <= 1 and r["policy_evd"] >= 0 for r in airl) and len(airl) == 2
 
     with open(out / "results.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
