@@ -220,11 +220,14 @@ class MountainCarMaxEnt:
 
     # -- whole sequences
     def rollout(self, actions, x0) -> tuple[jax.Array, jax.Array]:
-        """States ``(T + 1, 2)`` and the mask ``alive`` ``(T,)`` (:math:`x_t` not a goal)."""
+        """States ``(T + 1, 2)`` and the mask ``alive`` ``(T,)``: no goal among
+        :math:`x_0,\\dots,x_t` (the episode ends at the first goal; the actions after it, which
+        could carry the car out of the goal region, count for nothing)."""
         actions = self._actions(actions)
         x0 = self._x0(x0)
         states = rollout(functools.partial(mountaincar_step, params=self.dynamics), x0, actions)
-        alive = ~mountaincar_terminated(states[:-1], self.dynamics)
+        goal = mountaincar_terminated(states[:-1], self.dynamics)
+        alive = jnp.cumsum(goal.astype(jnp.int32)) == 0
         return states, alive
 
     def features(self, actions, x0) -> jax.Array:

@@ -10,6 +10,10 @@
 * :mod:`~ebm_ppl.adversarial.ebm`: ``nce``, ``gan_ebm`` and ``fce`` on :math:`\\mathbb R^d`
   (THEORY §5), with normalising-flow generators from :mod:`~ebm_ppl.adversarial.flows`.
 
+* :mod:`~ebm_ppl.adversarial.continuous`: GAN-GCL, GCL and ``gan_zeta`` for continuous-state
+  problems (LQR, MountainCar) with the policies of :mod:`ebm_ppl.policies.gaussian` as
+  generators (module-level names: they mirror the tabular ones).
+
 Each of :mod:`~ebm_ppl.adversarial.airl` and :mod:`~ebm_ppl.adversarial.ebm` has its own
 ``train`` loop (one ``lax.scan``); import it from the module.
 """

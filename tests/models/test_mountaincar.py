@@ -225,3 +225,16 @@ def test_bad_inputs_raise_clear_errors():
         r"at start 0, demo 0, step 1",
     ):
         mc.validate_actions(model, jnp.asarray([2, 2, 1]), np.array([0.47, 0.04]))
+
+
+def test_alive_mask_stays_off_after_the_goal():
+    """From just below the goal, one push reaches it; the car may then roll back out of the goal
+    region under the following actions, but the episode has ended: nothing after counts."""
+    model = mc.MountainCarMaxEnt(horizon=5)
+    x0 = jnp.array([0.4995, 0.0008])
+    actions = jnp.array([2, 0, 0, 0, 0])
+    states, alive = model.rollout(actions, x0)
+    goal = np.asarray(mc.mountaincar_terminated(states[:-1], model.dynamics))
+    assert goal[1] and not goal.all()  # reached at t = 1, left again later
+    np.testing.assert_array_equal(np.asarray(alive), [True, False, False, False, False])
+    assert int(model.num_decisions(actions, x0)) == 1
