@@ -9,6 +9,9 @@ from ebm_ppl.inference.posterior import METHODS as METHODS
 from ebm_ppl.inference.posterior import NonFiniteDrawsError as NonFiniteDrawsError
 from ebm_ppl.inference.posterior import infer_reward as infer_reward
 from ebm_ppl.inference.posterior import posterior_model as posterior_model
+from ebm_ppl.inference.sgld import SGMCMCInfo as SGMCMCInfo
+from ebm_ppl.inference.sgld import SGMCMCState as SGMCMCState
+from ebm_ppl.inference.sgld import infer_sgmcmc as infer_sgmcmc
 
 __all__ = [
     "LIKELIHOODS",
@@ -16,8 +19,11 @@ __all__ = [
     "FitResult",
     "NonFiniteDrawsError",
     "PosteriorDraws",
+    "SGMCMCInfo",
+    "SGMCMCState",
     "fit_reward",
     "infer_reward",
+    "infer_sgmcmc",
     "negative_log_likelihood",
     "posterior_model",
 ]

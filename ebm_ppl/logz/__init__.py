@@ -1,18 +1,19 @@
 """Log-partition estimators behind one interface (DESIGN §3).
 
-========================  ==========================================  ============================
-estimator                 bias                                        models
-========================  ==========================================  ============================
-``exact``                 none (backward recursion)                   trajectory, trajectory_global
-``importance``            unbiased in Z (log Z biased low, Jensen)    trajectory(_global), ebm
-``psis``                  consistent; k-hat flags unreliable weights  trajectory(_global), ebm
-``gcl_mixture``           fixed point; consistent at the data's θ     trajectory(_global), ebm
-``elbo`` / ``iwae``       lower bounds on log Z                       trajectory(_global), ebm
-``eubo``                  upper bound (needs exact samples)           trajectory(_global)
-``particle_smc``          unbiased in Z                               trajectory(_global)
-``ais``                   unbiased in Z (fixed schedule)              ebm
-``tempered_smc``          consistent (adaptive schedule)              ebm
-========================  ==========================================  ============================
+=============================  ==========================================  ========================
+estimator                      bias                                        models
+=============================  ==========================================  ========================
+``exact``                      none (backward recursion)                   trajectory(_global)
+``importance``                 unbiased in Z (log Z biased low, Jensen)    trajectory(_global), ebm
+``psis``                       consistent; k-hat flags unreliable weights  trajectory(_global), ebm
+``gcl_mixture``                fixed point; consistent at the data's θ     trajectory(_global), ebm
+``elbo`` / ``iwae``            lower bounds on log Z                       trajectory(_global), ebm
+``eubo``                       upper bound (needs exact samples)           trajectory(_global)
+``particle_smc``               unbiased in Z                               trajectory(_global)
+``ais``                        unbiased in Z (fixed schedule)              ebm
+``tempered_smc``               consistent (adaptive schedule)              ebm
+``thermodynamic_integration``  consistent; ladder and MCMC bias            ebm
+=============================  ==========================================  ========================
 """
 
 from ebm_ppl.logz.ais import ais as ais
@@ -28,11 +29,14 @@ from ebm_ppl.logz.importance import importance as importance
 from ebm_ppl.logz.importance import iwae as iwae
 from ebm_ppl.logz.importance import psis as psis
 from ebm_ppl.logz.smc import particle_smc as particle_smc
+from ebm_ppl.logz.ti import TIInfo as TIInfo
+from ebm_ppl.logz.ti import thermodynamic_integration as thermodynamic_integration
 
 __all__ = [
     "ExactInfo",
     "LogZEstimator",
     "LogZResult",
+    "TIInfo",
     "ais",
     "elbo",
     "eubo",
@@ -43,4 +47,5 @@ __all__ = [
     "particle_smc",
     "psis",
     "tempered_smc",
+    "thermodynamic_integration",
 ]
