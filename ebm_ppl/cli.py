@@ -390,12 +390,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quick", action="store_true", help="small problems and budgets")
     compare.add_argument("--estimators", default=None, help="comma-separated log Z estimators")
     compare.add_argument(
-        "--trainers", default=None, help="comma-separated: gan_gcl, gcl, airl, gail"
+        "--trainers",
+        default=None,
+        help="comma-separated: gan_gcl, gcl, airl, gail (tabular; gan_gcl, gcl also LQR and "
+        "MountainCar), nce, gan_ebm, fce, cd, pcd (densities)",
     )
     compare.add_argument(
         "--posteriors",
         default=None,
-        help="comma-separated: nuts, blackjax-nuts, exchange, plugin:NAME",
+        help="comma-separated: nuts, blackjax-nuts, exchange, plugin:NAME, sgld, sghmc",
     )
     compare.add_argument("--seeds", type=int, default=None)
     compare.add_argument("--budget", default=None, help="comma-separated budgets, e.g. 256,1024")

@@ -1,26 +1,36 @@
 r"""The comparison harness: sampling-based and adversarial estimators side by side (DESIGN §1).
 
-:func:`compare` runs a grid of **cells**, one per (problem, kind, method, budget, seed):
+:func:`compare` runs a grid of **cells**, one per (problem, kind, method, budget, seed), on
+tabular MDPs, densities on :math:`\mathbb R^d` and the control problems (LQR, Pendulum,
+MountainCar); :data:`METHODS_BY_KIND` lists what runs where, and a method that does not apply to
+a problem is skipped with a note:
 
 * ``kind="estimator"``: a :class:`~ebm_ppl.logz.LogZEstimator` (``exact``, ``importance``, ``psis``,
-  ``gcl_mixture``, ``elbo``, ``iwae``, ``eubo``, ``particle_smc``, ``ais``, ``tempered_smc``, and
-  the adversarial ``gan_zeta``) run once at the problem's true parameters with ``budget``
-  samples/particles. Measured: :math:`\log\hat Z` and its error against the exact value (RMS over
-  start states for the ``"trajectory"`` model), the gradient
-  :math:`\nabla_\theta\log\hat Z` against the exact gradient (cosine and relative norm error),
-  the reported standard error, PSIS :math:`\hat k` where the estimator reports one, energy
-  evaluations, compile and run time.
-* ``kind="trainer"``: an adversarial trainer (``gan_gcl``, ``gcl``, ``airl``, ``gail``) run for
-  ``steps`` updates on the problem's demonstrations (``budget`` is the number of updates).
-  Measured: EPIC and hard EVD of the learned reward against the truth (GAIL: the EVD of its own
-  policy only), and for GAN-GCL :math:`|\zeta - \log Z|` of the learned reward
-  (for GCL the mixture :math:`\log\hat Z` it used); wall time.
-* ``kind="posterior"``: Bayesian reward inference (``nuts``, ``blackjax-nuts``, ``exchange``, or
-  ``plugin:<estimator>`` for the plug-in likelihood) on tabular problems. Measured against a
-  reference exact-likelihood NUTS run (cell ``reference``): the 1-D Wasserstein-1 distance per
-  parameter (mean, in units of the reference sd), the error of the posterior mean (in reference
-  sds), 90 % interval coverage of the true parameters, the largest R-hat, the smallest bulk ESS
-  and ESS/s. The DataTree of every posterior cell is saved (netCDF).
+  ``gcl_mixture``, ``elbo``, ``iwae``, ``eubo``, ``particle_smc``, ``ais``, ``tempered_smc``,
+  ``thermodynamic_integration``, and the adversarial ``gan_zeta``) run once at the problem's true
+  parameters with ``budget`` samples/particles (:func:`make_estimator`). Measured:
+  :math:`\log\hat Z` and its error against the exact value where one exists (RMS over start states
+  for the ``"trajectory"`` model), the gradient :math:`\nabla_\theta\log\hat Z` against the exact
+  gradient (cosine and relative norm error), the reported standard error, PSIS :math:`\hat k`
+  where the estimator reports one, energy evaluations, compile and run time.
+* ``kind="trainer"`` (``budget`` is the number of updates, ``steps``): on tabular problems the
+  adversarial ``gan_gcl``, ``gcl``, ``airl``, ``gail`` — EPIC and hard EVD of the learned reward
+  against the truth (GAIL: the EVD of its own policy only), and for GAN-GCL
+  :math:`|\zeta - \log Z|` of the learned reward (for GCL the mixture :math:`\log\hat Z` it
+  used); on LQR and MountainCar ``gan_gcl`` and ``gcl`` with linear-Gaussian / linear softmax
+  generators — the relative error of the learned cost parameters and :math:`|\zeta - \log Z|`
+  (exact log Z of the learned cost); on densities the contrastive ``nce``, ``gan_ebm``, ``fce``
+  and the MCMC ``cd`` (CD-1) and ``pcd`` — the parameter error, the Pearson correlation of the
+  learned with the true energy where the true density exceeds 1e-3 (2-D), and for the
+  contrastive ones :math:`|\zeta - \log Z|` of the learned energy (quadrature); wall time.
+* ``kind="posterior"``: Bayesian inference (``nuts`` on the exact likelihood, ``blackjax-nuts``,
+  ``exchange``, ``plugin:<estimator>`` for the plug-in likelihood, ``sgld``/``sghmc`` with
+  persistent-chain gradients on densities). Measured against a reference exact-likelihood NUTS
+  run with four times the draws where the likelihood is exact (tabular, LQR, densities with a
+  closed-form log Z; NaN otherwise): the 1-D Wasserstein-1 distance per parameter (mean, in units
+  of the reference sd), the error of the posterior mean (in reference sds); and everywhere the
+  90 % interval coverage of the true parameters, the largest R-hat, the smallest bulk ESS and
+  ESS/s. The DataTree of every posterior cell is saved (netCDF).
 
 Keys: every cell of seed ``i`` uses ``cell_key(rng_key, i) = fold_in(rng_key, i)`` (common random
 numbers across methods and budgets), so a table entry equals calling the estimator directly:
@@ -54,6 +64,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from ebm_ppl._validation import is_concrete
+
 __all__ = [
     "ESTIMATOR_NAMES",
     "TRAINER_NAMES",
@@ -64,6 +76,10 @@ __all__ = [
     "compare",
     "load_results",
     "make_estimator",
+    "METHODS_BY_KIND",
+    "PROBLEM_KINDS",
+    "exact_log_z_fn",
+    "problem_kind",
     "problem_model",
     "summarize",
 ]
@@ -79,12 +95,17 @@ ESTIMATOR_NAMES = (
     "particle_smc",
     "ais",
     "tempered_smc",
+    "thermodynamic_integration",
     "gan_zeta",
 )
-"""Log-partition estimators the harness can build by name."""
+"""Log-partition estimators the harness can build by name (which problems each serves:
+:data:`METHODS_BY_KIND`)."""
 
-TRAINER_NAMES = ("gan_gcl", "gcl", "airl", "gail")
-r"""Adversarial trainers the harness can build by name (tabular problems, ``discount == 1``).
+TRAINER_NAMES = ("gan_gcl", "gcl", "airl", "gail", "nce", "gan_ebm", "fce", "cd", "pcd")
+r"""Trainers the harness can build by name: the adversarial ``gan_gcl`` and ``gcl`` (tabular
+problems with ``discount == 1``, LQR, MountainCar), ``airl`` and ``gail`` (tabular), and on
+densities in :math:`\mathbb R^d` the contrastive ``nce``, ``gan_ebm``, ``fce`` and the MCMC
+``cd`` (CD-1) and ``pcd`` (persistent chains).
 
 ``airl`` (linear state-only :math:`g`) and ``gail`` train on the demonstrations' transitions
 weighted by :math:`\gamma_{\rm AIRL}^t` with :data:`AIRL_DISCOUNT`, because AIRL's stationary
@@ -94,8 +115,61 @@ discounted model needs :math:`\gamma < 1`; they have no :math:`\zeta`, and GAIL 
 AIRL_DISCOUNT = 0.9
 """Discount of AIRL's and GAIL's stationary model in the harness (THEORY §9.4)."""
 
-POSTERIOR_NAMES = ("nuts", "blackjax-nuts", "exchange")
-"""Posterior samplers by name; ``"plugin:<estimator>"`` adds the plug-in likelihood."""
+POSTERIOR_NAMES = ("nuts", "blackjax-nuts", "exchange", "sgld", "sghmc")
+r"""Posterior samplers by name; ``"plugin:<estimator>"`` adds the plug-in likelihood. ``nuts`` is
+the exact likelihood (tabular recursion, LQR closed form, a density's closed-form log Z);
+``sgld``/``sghmc`` are stochastic-gradient MCMC with persistent-chain :math:`\nabla\log Z`
+(approximate) on densities."""
+
+PROBLEM_KINDS = ("tabular", "density", "lqr", "torques", "discrete_actions")
+"""What the harness sees in a problem (:func:`problem_kind`)."""
+
+_IMPORTANCE = ("importance", "psis", "gcl_mixture", "elbo", "iwae")
+_SAMPLERS = ("ais", "tempered_smc", "thermodynamic_integration")
+
+METHODS_BY_KIND: dict[str, dict[str, tuple]] = {
+    "tabular": {
+        "estimator": ("exact", *_IMPORTANCE, "eubo", "particle_smc", "gan_zeta"),
+        "trainer": ("gan_gcl", "gcl", "airl", "gail"),
+        "posterior": ("nuts", "blackjax-nuts", "exchange", "plugin:"),
+    },
+    "density": {
+        "estimator": (*_IMPORTANCE, "eubo", *_SAMPLERS),
+        "trainer": ("nce", "gan_ebm", "fce", "cd", "pcd"),
+        "posterior": ("nuts", "sgld", "sghmc"),
+    },
+    "lqr": {
+        "estimator": ("exact", *_IMPORTANCE, *_SAMPLERS, "gan_zeta"),
+        "trainer": ("gan_gcl", "gcl"),
+        "posterior": ("nuts",),
+    },
+    "torques": {
+        "estimator": (*_IMPORTANCE, *_SAMPLERS),
+        "trainer": (),
+        "posterior": ("plugin:",),
+    },
+    "discrete_actions": {
+        "estimator": ("exact", *_IMPORTANCE, "particle_smc", "gan_zeta"),
+        "trainer": ("gan_gcl", "gcl"),
+        "posterior": ("plugin:",),
+    },
+}
+r"""Problem kind -> cell kind -> the methods that apply (``"plugin:"``: any plug-in likelihood).
+
+* ``lqr`` (deterministic, one start): the stacked controls are an energy on :math:`\mathbb
+  R^{Tm}` (``models.lqr.control_space_problem``), so every estimator on :math:`\mathbb R^d` runs
+  on it with its default proposal/reference; ``exact`` is the closed form (THEORY §8.1a);
+  ``gan_zeta`` and the trainers use a linear-Gaussian policy.
+* ``torques`` (Pendulum): per start state (:func:`ebm_ppl.logz.control.per_start`), the
+  importance family under the Gaussian fitted to the demonstrations' torques on the box
+  (:func:`~ebm_ppl.logz.control.moment_matched_box_proposal`; uniform without demonstrations),
+  the samplers from the uniform base measure; no exact value (errors are NaN, the spread and the
+  standard errors remain).
+* ``discrete_actions`` (MountainCar): per start state under uniform action sequences
+  (:func:`~ebm_ppl.logz.control.sequence_proposal`), ``particle_smc`` is
+  :func:`~ebm_ppl.logz.control.sequence_smc` over time, ``exact`` enumerates the :math:`A^T`
+  sequences (short horizons), ``gan_zeta`` and the trainers use a linear softmax policy.
+"""
 
 QUICK: dict[str, Any] = {
     "problem_options": {
@@ -103,6 +177,9 @@ QUICK: dict[str, Any] = {
         "frozenlake": {"num_demos": 32},
         "cliffwalking": {"num_demos": 32},
         "toy2d": {"energy": "banana", "num_data": 256},
+        "lqr": {"num_demos": 32},
+        "pendulum": {"num_starts": 2, "num_demos": 4},
+        "mountaincar": {"horizon": 6, "num_starts": 3, "num_demos": 8},
     },
     "estimators": (
         "exact",
@@ -113,8 +190,9 @@ QUICK: dict[str, Any] = {
         "gan_zeta",
         "iwae",
         "ais",
+        "thermodynamic_integration",
     ),
-    "trainers": ("gan_gcl", "gcl", "airl", "gail"),
+    "trainers": ("gan_gcl", "gcl", "airl", "gail", "nce", "pcd"),
     "posteriors": (),
     "budgets": (64, 256),
     "num_seeds": 2,
@@ -143,6 +221,8 @@ _COLUMNS = (
     "evd",
     "policy_evd",
     "zeta_error",
+    "param_error",
+    "energy_pearson",
     "w1",
     "mean_error",
     "coverage",
@@ -176,31 +256,224 @@ def cell_key(rng_key, seed: int):
     return jax.random.fold_in(rng_key, seed)
 
 
+def problem_kind(problem) -> str:
+    r"""One of :data:`PROBLEM_KINDS`: ``"tabular"`` (a tabular MDP), ``"density"`` (an EBM on
+    :math:`\mathbb R^d`), ``"lqr"`` (a linear-Gaussian control problem), ``"torques"`` or
+    ``"discrete_actions"`` (an action-sequence problem with bounded continuous or with discrete
+    actions)."""
+    from ebm_ppl.continuous import LinearGaussianProblem
+    from ebm_ppl.envs.classic_control import ActionSequenceProblem
+
+    if hasattr(problem, "mdp"):
+        return "tabular"
+    if isinstance(problem, LinearGaussianProblem):
+        return "lqr"
+    if isinstance(problem, ActionSequenceProblem):
+        continuous = hasattr(problem.energy_model, "unconstrained_energy")
+        return "torques" if continuous else "discrete_actions"
+    return "density"
+
+
 def problem_model(problem) -> str:
-    """The model whose :math:`\\log Z` the harness estimates: ``"trajectory_global"`` for tabular
-    problems (one number per problem), ``"ebm"`` for densities on :math:`\\mathbb R^d`."""
-    return "trajectory_global" if hasattr(problem, "mdp") else "ebm"
+    r"""The model whose :math:`\log Z` the harness estimates: ``"trajectory_global"`` for tabular
+    problems (one number per problem), ``"ebm"`` for densities on :math:`\mathbb R^d`,
+    ``"trajectory"`` (one :math:`\log Z(x_0)` per start state) for the control problems."""
+    kind = problem_kind(problem)
+    return {"tabular": "trajectory_global", "density": "ebm"}.get(kind, "trajectory")
 
 
-def make_estimator(name: str, budget: int, model: str):
-    """The estimator ``name`` (one of :data:`ESTIMATOR_NAMES`) with ``budget`` samples."""
-    if name == "gan_zeta":
-        if model == "ebm":
-            raise ValueError("gan_zeta serves tabular problems (a policy generator); not 'ebm'.")
-        from ebm_ppl.adversarial import gan_zeta
+def make_estimator(name: str, budget: int, model: str, problem=None):
+    """The estimator ``name`` (one of :data:`ESTIMATOR_NAMES`) with ``budget`` samples.
 
-        return gan_zeta(budget, model=model)
+    For tabular problems and densities (``problem`` ``None`` or of those kinds) it is the library's
+    estimator for ``model``; for the control problems it is the same estimator adapted to the
+    problem as :data:`METHODS_BY_KIND` states, run on the problem itself:
+    ``make_estimator(name, budget, problem_model(problem), problem).run(key, problem, params)``.
+    """
     from ebm_ppl.logz.report import make_estimator as make_logz_estimator
 
-    return make_logz_estimator(name, budget, model)
+    kind = "tabular" if problem is None else problem_kind(problem)
+    if kind in ("tabular", "density"):
+        if name == "gan_zeta":
+            if model == "ebm":
+                raise ValueError(
+                    "gan_zeta serves tabular and control problems (a policy generator); not 'ebm'."
+                )
+            from ebm_ppl.adversarial import gan_zeta
+
+            return gan_zeta(budget, model=model)
+        return make_logz_estimator(name, budget, model)
+    if name not in METHODS_BY_KIND[kind]["estimator"]:
+        raise ValueError(f"estimator {name!r} does not serve {kind} problems ({problem.name!r}).")
+    if name == "exact":
+        return _exact_estimator(problem)
+    if name == "gan_zeta":
+        return _control_gan_zeta(problem, budget)
+    if kind == "lqr":
+        return _on_controls(make_logz_estimator(name, budget, "ebm"))
+    from ebm_ppl.logz import control
+
+    if name == "particle_smc":
+        return control.sequence_smc(budget)
+    if kind == "discrete_actions":
+        proposal = control.sequence_proposal(problem.horizon, _num_actions(problem))
+    else:
+        bound = problem.energy_model.dynamics.max_torque
+        proposal = control.box_proposal(problem.horizon, bound)
+        if name in _IMPORTANCE and problem.demos is not None:
+            proposal = control.moment_matched_box_proposal(problem.demos, bound)
+    return control.per_start(make_logz_estimator(name, budget, "ebm", proposal=proposal))
 
 
-def _serves(name: str, model: str) -> bool:
-    if name in ("ais", "tempered_smc"):
-        return model == "ebm"
-    if name in ("gan_zeta", "particle_smc", "exact"):
-        return model != "ebm"
-    return True
+def _control_gan_zeta(problem, budget: int):
+    """GAN-GCL's zeta* on a control problem, its demonstrations converted once on the host (so
+    that ``run`` jits with the problem as an argument)."""
+    from ebm_ppl.adversarial import continuous
+    from ebm_ppl.logz.base import LogZEstimator
+
+    inner = continuous.gan_zeta(_control_policy(problem), budget, generator_steps=300)
+    demos = None if problem.demos is None else continuous.demonstrations(problem)
+
+    def run(rng_key, problem, params, *, data=None, s0=None):
+        if not isinstance(data, continuous.Demonstrations):
+            data = demos
+        return inner.run(rng_key, problem, params, data=data, s0=s0)
+
+    return LogZEstimator(name=inner.name, models=inner.models, run=run, smooth=inner.smooth)
+
+
+def _num_actions(problem) -> int:
+    from ebm_ppl.logz.control import MOUNTAINCAR_NUM_ACTIONS
+
+    return int(getattr(problem.energy_model, "num_actions", MOUNTAINCAR_NUM_ACTIONS))
+
+
+def _control_policy(problem):
+    from ebm_ppl.policies import linear_gaussian, linear_softmax
+
+    if problem_kind(problem) == "lqr":
+        return linear_gaussian(problem.system.state_dim, problem.system.control_dim)
+    return linear_softmax(problem.start_states.shape[-1], _num_actions(problem))
+
+
+def _controls_view(problem):
+    """A deterministic LQR problem from its fixed start as a density on the stacked controls."""
+    from ebm_ppl.problems import DensityProblem
+
+    system = problem.system
+    if is_concrete(system.noise_cov) and not system.is_deterministic():
+        raise ValueError(
+            f"problem {problem.name!r}: the estimators run on the stacked controls of a "
+            "deterministic system (noise 0); this one has noise."
+        )
+    demos = problem.demos
+    if (
+        demos is not None
+        and is_concrete(demos.states)
+        and not bool(np.allclose(np.asarray(demos.states[:, 0]), np.asarray(system.initial_mean)))
+    ):
+        raise ValueError(
+            f"problem {problem.name!r}: the estimators need one fixed start (initial_std 0); "
+            "its demonstrations start at several states."
+        )
+    from ebm_ppl.energy.quadratic import ControlSpaceEnergy
+
+    energy = ControlSpaceEnergy(
+        system=system, x0=system.initial_mean, cost_model=problem.energy_model
+    )
+    return DensityProblem(name=problem.name, energy_model=energy, dim=energy.dim)
+
+
+def _on_controls(estimator):
+    """An ``"ebm"`` estimator run on an LQR problem's stacked controls (data: the demos')."""
+    from ebm_ppl.logz.base import LogZEstimator
+
+    def run(rng_key, problem, params, *, data=None, s0=None):
+        if s0 is not None:
+            raise ValueError("`s0`: an LQR problem here has one fixed start; pass s0=None.")
+        view = _controls_view(problem)
+        if data is None:
+            data = problem.demos
+        if data is not None and hasattr(data, "controls"):  # GaussianTrajectories
+            controls = jnp.asarray(data.controls)
+            data = controls.reshape(controls.shape[0], -1)
+        return estimator.run(rng_key, view, params, data=data)
+
+    return LogZEstimator(
+        name=f"controls[{estimator.name}]", models=("trajectory",), run=run, smooth=estimator.smooth
+    )
+
+
+def _exact_estimator(problem):
+    from ebm_ppl.logz.base import LogZEstimator, LogZResult
+
+    log_z_fn = exact_log_z_fn(problem)
+    if log_z_fn is None:
+        raise ValueError(f"problem {problem.name!r} has no exact log Z.")
+
+    def run(rng_key, problem, params, *, data=None, s0=None):
+        del rng_key, data, s0
+        log_z = log_z_fn(params, problem)
+        return LogZResult(
+            log_z=log_z, stderr=jnp.zeros_like(log_z), num_energy_evals=jnp.zeros(()), info=None
+        )
+
+    return LogZEstimator(name="exact", models=("trajectory",), run=run, smooth=True)
+
+
+def exact_log_z_fn(problem):
+    """``f(params, problem) -> log Z`` exactly where the problem allows (tabular recursion, a
+    density's closed-form ``log_z``, LQR's closed form, enumeration of MountainCar's sequences at
+    short horizons), else ``None``."""
+    kind = problem_kind(problem)
+    if kind == "tabular":
+        from ebm_ppl.logz import exact
+
+        return lambda params, pr: exact("trajectory_global").run(None, pr, params).log_z
+    if kind == "density" and hasattr(problem.energy_model, "log_z"):
+        return lambda params, pr: pr.energy_model.log_z(params)
+    if kind == "lqr" and problem.system.is_deterministic():
+        return lambda params, pr: pr.log_z(params)
+    if kind == "discrete_actions" and problem.log_z is not None:
+        return _enumerated_log_z
+    return None
+
+
+def _enumerated_log_z(params, problem):
+    r""":math:`\log Z_\theta(x_0)` per start by summing over all :math:`A^T` action sequences."""
+    from ebm_ppl.logz.control import _view_energy
+
+    num_actions = _num_actions(problem)
+    grid = np.indices((num_actions,) * problem.horizon).reshape(problem.horizon, -1).T
+    sequences = jnp.asarray(grid, jnp.result_type(float))
+
+    def one(x0):
+        energy = _view_energy(problem, x0, num_actions)
+        energies = jax.vmap(lambda a: energy.energy(params, a))(sequences)
+        return jax.scipy.special.logsumexp(-energies)
+
+    return jax.lax.map(one, problem.start_states)
+
+
+def _exact_log_z(problem, params, cache, label):
+    """The exact log Z at ``params`` (array), or the problem's stored value, or ``None``."""
+    key = ("exact", label)
+    if key not in cache:
+        log_z_fn = exact_log_z_fn(problem)
+        if log_z_fn is not None:
+            cache[key] = np.asarray(jax.jit(log_z_fn)(params, problem), np.float64)
+        elif getattr(problem, "log_z", None) is not None and not callable(problem.log_z):
+            cache[key] = np.asarray(problem.log_z, np.float64)
+        else:
+            cache[key] = None
+    return cache[key]
+
+
+def _serves(name: str, problem, cell_kind: str = "estimator") -> bool:
+    allowed = METHODS_BY_KIND[problem_kind(problem)][cell_kind]
+    if name.startswith("plugin:"):
+        return "plugin:" in allowed
+    return name in allowed
 
 
 # ----------------------------------------------------------------------------- validation
@@ -238,23 +511,14 @@ def _flat(tree) -> np.ndarray:
     return np.asarray(ravel_pytree(tree)[0], dtype=np.float64)
 
 
-def _exact_gradient(problem, params, model: str):
-    """:math:`\\nabla_\\theta\\log Z` exactly (tabular recursion or a closed-form ``log_z``)."""
-    if model != "ebm":
-        from ebm_ppl.logz import exact
-
-        return jax.grad(lambda p: exact(model).run(None, problem, p).log_z)(params)
-    if hasattr(problem.energy_model, "log_z"):
-        return jax.grad(problem.energy_model.log_z)(params)
-    return None
+def _problem_data(problem):
+    return problem.data if problem_kind(problem) == "density" else problem.demos
 
 
 def _estimator_cell(cell, problem, estimator, key, cache, gradients: bool) -> dict:
-    from ebm_ppl.logz.report import exact_log_z
-
     model = problem_model(problem)
     params = problem.true_params
-    data = problem.demos if model != "ebm" else problem.data
+    data = _problem_data(problem)
     compiled = cache.get(("run", cell.problem, cell.method, cell.budget))
     start = time.perf_counter()
     if compiled is None:
@@ -265,13 +529,13 @@ def _estimator_cell(cell, problem, estimator, key, cache, gradients: bool) -> di
     start = time.perf_counter()
     result = jax.block_until_ready(compiled(key, problem, params, data))
     seconds = time.perf_counter() - start
-    exact = np.asarray(exact_log_z(problem, params, model), np.float64)
     estimate = np.asarray(result.log_z, np.float64)
-    errors = estimate - exact
+    exact = _exact_log_z(problem, params, cache, cell.problem)
+    errors = estimate - exact if exact is not None else np.full_like(estimate, math.nan)
     khat = getattr(result.info, "khat", None)
     row = {
         "model": model,
-        "log_z_exact": float(np.mean(exact)),
+        "log_z_exact": float(np.mean(exact)) if exact is not None else math.nan,
         "log_z": float(np.mean(estimate)),
         "error": float(np.sqrt(np.mean(errors**2))),
         "bias": float(np.mean(errors)),
@@ -287,15 +551,18 @@ def _estimator_cell(cell, problem, estimator, key, cache, gradients: bool) -> di
 
 
 def _gradient_error(cell, problem, estimator, key, cache) -> dict:
-    model = problem_model(problem)
+    r"""Cosine and relative norm error of :math:`\nabla_\theta\,\overline{\log\hat Z}` (the
+    mean over start states) against the exact gradient, where one exists."""
+    nan = {"grad_cosine": math.nan, "grad_rel_error": math.nan}
     params = problem.true_params
-    data = problem.demos if model != "ebm" else problem.data
+    data = _problem_data(problem)
     exact = cache.get(("grad_exact", cell.problem))
     if exact is None:
-        exact = _exact_gradient(problem, params, model)
+        log_z_fn = exact_log_z_fn(problem)
+        if log_z_fn is None:
+            return nan
+        exact = jax.jit(jax.grad(lambda p, pr: jnp.mean(log_z_fn(p, pr))))(params, problem)
         cache[("grad_exact", cell.problem)] = exact
-    if exact is None:
-        return {"grad_cosine": math.nan, "grad_rel_error": math.nan}
     grad_fn = cache.get(("grad", cell.problem, cell.method, cell.budget))
     if grad_fn is None:
         grad_fn = jax.jit(
@@ -305,7 +572,7 @@ def _gradient_error(cell, problem, estimator, key, cache) -> dict:
     try:
         estimate = _flat(grad_fn(params, key, problem, data))
     except Exception:  # noqa: BLE001 - some estimators (adaptive tempering) are not differentiable
-        return {"grad_cosine": math.nan, "grad_rel_error": math.nan}
+        return nan
     truth = _flat(exact)
     norm = np.linalg.norm(truth)
     cosine = float(estimate @ truth / (np.linalg.norm(estimate) * norm))
@@ -358,10 +625,131 @@ def _per_step_trainer_cell(cell, problem, key, cache) -> dict:
     if cell.method == "airl":
         reward = airl_reward_table(state.params, features=mdp.features)
         row["epic"] = float(epic_distance(reward, truth, mdp, discount=problem.discount))
-        row["evd"] = float(
-            expected_value_difference(truth, reward, mdp, discount=problem.discount)
-        )
+        row["evd"] = float(expected_value_difference(truth, reward, mdp, discount=problem.discount))
         row["_reward"] = np.asarray(reward, np.float64).tolist()
+    return row
+
+
+def _relative_error(estimate, truth) -> float:
+    truth = _flat(truth)
+    return float(np.linalg.norm(_flat(estimate) - truth) / np.linalg.norm(truth))
+
+
+def _energy_recovery(problem, params, zeta) -> dict:
+    r"""Learned against true energy of a 2-D density: Pearson correlation over a 200 x 200 grid
+    (the data's bounding box widened by a quarter of its range on each side) where the true
+    density exceeds 1e-3; the learned energy's log Z by quadrature on that box (unchecked: the
+    learned energy may not decay inside it) and :math:`|\zeta - \log Z|`."""
+    from ebm_ppl.exact.quadrature import quadrature_log_z
+
+    row = {"param_error": _relative_error(params, problem.true_params)}
+    if problem.dim != 2:
+        return row
+    data = np.asarray(problem.data, np.float64)
+    lo, hi = data.min(0), data.max(0)
+    bounds = np.stack([lo - 0.25 * (hi - lo), hi + 0.25 * (hi - lo)], -1)
+    axes = [jnp.linspace(a, b, 200) for a, b in bounds]
+    grid = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 2)
+    energy = problem.energy_model.energy
+    true_energy = np.asarray(jax.vmap(lambda x: energy(problem.true_params, x))(grid))
+    learned = np.asarray(jax.vmap(lambda x: energy(params, x))(grid))
+    log_z = _exact_log_z(problem, problem.true_params, {}, problem.name)
+    if log_z is not None:
+        keep = -true_energy - float(log_z) > math.log(1e-3)
+        if keep.sum() > 10:
+            row["energy_pearson"] = float(np.corrcoef(true_energy[keep], learned[keep])[0, 1])
+    if zeta is not None:
+        learned_log_z = quadrature_log_z(lambda x: energy(params, x), bounds, 129, check=False)
+        row["log_z_exact"] = float(learned_log_z.log_z)
+        row["log_z"] = float(zeta)
+        row["zeta_error"] = abs(float(zeta) - float(learned_log_z.log_z))
+    return row
+
+
+def _ebm_trainer_cell(cell, problem, key, cache) -> dict:
+    """NCE / GAN-EBM / FCE (``ebm_ppl.adversarial.ebm``) or CD-1 / PCD (``ebm_ppl.mcmc``, MALA)
+    on a density's data, ``budget`` updates with a cosine-decayed Adam step."""
+    import numpyro.distributions as dist
+    import optax
+
+    from ebm_ppl import mcmc
+    from ebm_ppl.adversarial import ebm
+
+    model, data = problem.energy_model, problem.data
+    if data is None:
+        raise ValueError(f"problem {problem.name!r} has no data to train on.")
+    rate = optax.cosine_decay_schedule(3e-2, cell.budget, alpha=0.01)
+    init_key, train_key = jax.random.split(key)
+    start = time.perf_counter()
+    if cell.method in ("cd", "pcd"):
+        kernel = mcmc.mcmc_kernel("mala", step_size=0.05)
+        if cell.method == "cd":
+            trainer = mcmc.cd(model, kernel, num_steps=1, optimizer=optax.adam(rate))
+            state = trainer.init(init_key)
+        else:
+            trainer = mcmc.pcd(model, kernel, num_steps=5, optimizer=optax.adam(rate))
+            state = trainer.init(init_key, data=data)
+        state, _ = mcmc.train(train_key, trainer, state, data, cell.budget)
+        zeta = None
+    else:
+        if cell.method == "nce":
+            noise = dist.Logistic(jnp.mean(data, 0), jnp.std(data, 0)).to_event(1)
+            trainer = ebm.nce(model, noise, nu=4.0, optimizer=optax.adam(rate))
+        else:
+            factory = ebm.gan_ebm if cell.method == "gan_ebm" else ebm.fce
+            generator_rate = optax.cosine_decay_schedule(5e-3, cell.budget, alpha=0.01)
+            trainer = factory(
+                model,
+                nu=4.0,
+                energy_optimizer=optax.adam(rate),
+                generator_optimizer=optax.adam(generator_rate),
+            )
+        state = trainer.init(init_key, data=data)
+        state, _ = ebm.train(train_key, trainer, state, data, cell.budget)
+        zeta = state.zeta
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - start
+    return {"model": "ebm", "seconds": seconds, **_energy_recovery(problem, state.params, zeta)}
+
+
+def _control_trainer_cell(cell, problem, key, cache) -> dict:
+    r"""GAN-GCL / GCL with a linear-Gaussian (LQR) or linear softmax (discrete actions) generator:
+    the learned cost parameters against the truth, and :math:`\zeta` (GCL: the mixture
+    :math:`\log\hat Z`) against the exact log Z of the learned cost at the demonstrations'
+    start states where it is known."""
+    from ebm_ppl.adversarial import continuous
+
+    cached = cache.get(("trainer", cell.problem, cell.method))
+    if cached is None:
+        factory = {"gan_gcl": continuous.gan_gcl, "gcl": continuous.gcl}[cell.method]
+        trainer = factory(problem, _control_policy(problem), nu=2)
+        cached = cache[("trainer", cell.problem, cell.method)] = (
+            trainer,
+            continuous.demonstrations(problem),
+        )
+    trainer, demos = cached
+    init_key, train_key = jax.random.split(key)
+    start = time.perf_counter()
+    state = trainer.init(init_key)
+    state, infos = continuous.train(train_key, trainer, state, demos, cell.budget)
+    jax.block_until_ready(state)
+    seconds = time.perf_counter() - start
+    zeta = np.asarray(state.zeta if cell.method == "gan_gcl" else infos.log_z[-1], np.float64)
+    row = {
+        "model": "trajectory",
+        "param_error": _relative_error(state.params, problem.true_params),
+        "log_z": float(np.mean(zeta)),
+        "seconds": seconds,
+    }
+    log_z_fn = exact_log_z_fn(problem)
+    if log_z_fn is not None:
+        if problem_kind(problem) == "lqr":
+            at_starts = problem.log_z(state.params, demos.start_states)
+        else:
+            at_starts = log_z_fn(state.params, problem.replace(start_states=demos.start_states))
+        exact = np.asarray(at_starts, np.float64)
+        row["log_z_exact"] = float(np.mean(exact))
+        row["zeta_error"] = float(np.sqrt(np.mean((zeta - exact) ** 2)))
     return row
 
 
@@ -370,6 +758,11 @@ def _trainer_cell(cell, problem, key, cache) -> dict:
     from ebm_ppl.exact.tabular import log_partition
     from ebm_ppl.metrics import expected_value_difference
 
+    kind = problem_kind(problem)
+    if kind == "density":
+        return _ebm_trainer_cell(cell, problem, key, cache)
+    if kind != "tabular":
+        return _control_trainer_cell(cell, problem, key, cache)
     if cell.method in ("airl", "gail"):
         return _per_step_trainer_cell(cell, problem, key, cache)
 
@@ -406,21 +799,130 @@ def _trainer_cell(cell, problem, key, cache) -> dict:
 
 
 def _reference_posterior(problem, key, cache, settings):
-    cached = cache.get(("reference", problem.name))
-    if cached is None:
+    """The exact-likelihood NUTS posterior with 4x the draws (``None`` where the likelihood has
+    no exact form: the action-sequence problems)."""
+    if ("reference", problem.name) not in cache:
+        kind = problem_kind(problem)
+        draws = settings["reference_draws"]
+        if kind == "tabular":
+            from ebm_ppl.inference import infer_reward
+
+            reference = infer_reward(
+                key,
+                problem,
+                method="nuts",
+                num_chains=2,
+                num_warmup=draws,
+                num_samples=draws,
+                progress_bar=False,
+            )
+        elif kind == "lqr" or (kind == "density" and hasattr(problem.energy_model, "log_z")):
+            reference = _sample_posterior("nuts", problem, key, draws, settings)
+        else:
+            reference = None
+        cache[("reference", problem.name)] = reference
+    return cache[("reference", problem.name)]
+
+
+def _density_likelihood(problem):
+    """Exact-likelihood NumPyro model of a density with a closed-form ``log_z``."""
+    import numpyro
+
+    params = problem.energy_model.prior()
+    energies = jax.vmap(lambda x: problem.energy_model.energy(params, x))(problem.data)
+    log_z = problem.energy_model.log_z(params)
+    numpyro.factor("log_likelihood", -jnp.sum(energies) - problem.data.shape[0] * log_z)
+
+
+def _numpyro_nuts(key, model, problem, draws):
+    from numpyro.infer import MCMC, NUTS
+
+    mcmc = MCMC(
+        NUTS(model),
+        num_warmup=draws,
+        num_samples=draws,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(key, problem, extra_fields=("diverging", "accept_prob"))
+    positions = mcmc.get_samples(group_by_chain=True)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    stats = {"diverging": extra["diverging"], "acceptance_rate": extra["accept_prob"]}
+    return positions, stats
+
+
+def _posterior_tree(positions, stats, problem, method: str, likelihood: str):
+    """A DataTree of draws ``(chains, draws, ...)`` of a non-tabular problem."""
+    from arviz_base import from_dict
+
+    positions = {name: np.asarray(value) for name, value in positions.items()}
+    stats = {name: np.asarray(value) for name, value in stats.items()}
+    tree = from_dict({"posterior": positions, "sample_stats": stats})
+    tree.attrs.update(
+        {
+            "problem": str(problem.name),
+            "method": method,
+            "likelihood_kind": likelihood,
+            "parameter_sites": sorted(positions),
+        }
+    )
+    return tree
+
+
+def _sample_posterior(method: str, problem, key, draws: int, settings):
+    """Posterior draws (2 chains, ``draws`` warm-up and kept draws) as a DataTree."""
+    kind = problem_kind(problem)
+    estimator = None
+    if method.startswith("plugin:"):
+        inner = method.split(":", 1)[1]
+        samples = settings["plugin_samples"]
+        if kind == "tabular":
+            estimator = make_estimator(inner, samples, "trajectory")
+        else:
+            estimator = make_estimator(inner, samples, problem_model(problem), problem)
+    if kind == "tabular":
         from ebm_ppl.inference import infer_reward
 
-        cached = infer_reward(
+        return infer_reward(
             key,
             problem,
-            method="nuts",
+            method="nuts" if estimator else method,
             num_chains=2,
-            num_warmup=settings["reference_draws"],
-            num_samples=settings["reference_draws"],
+            num_warmup=draws,
+            num_samples=draws,
             progress_bar=False,
+            **({"estimator": estimator, "likelihood": "trajectory"} if estimator else {}),
         )
-        cache[("reference", problem.name)] = cached
-    return cached
+    if method in ("sgld", "sghmc"):
+        from ebm_ppl.inference import infer_sgmcmc
+
+        # no step-size adaptation: a step of 0.5 / N (the posterior's curvature grows like N)
+        # and ten times the warm-up of the NUTS cells
+        return infer_sgmcmc(
+            key,
+            problem,
+            method=method,
+            num_chains=2,
+            num_warmup=10 * draws,
+            num_samples=draws,
+            step_size=0.5 / problem.data.shape[0],
+        )
+    if estimator is not None:
+        from ebm_ppl.inference.control import sample_posterior
+
+        result = sample_posterior(
+            key, problem, estimator=estimator, num_warmup=draws, num_samples=draws
+        )
+        likelihood = f"plug-in {estimator.name} (biased, THEORY 7.4)"
+        return _posterior_tree(result.positions, result.sample_stats, problem, method, likelihood)
+    if kind == "lqr":
+        from ebm_ppl.continuous import posterior_model
+
+        positions, stats = _numpyro_nuts(key, posterior_model, problem, draws)
+    else:
+        positions, stats = _numpyro_nuts(key, _density_likelihood, problem, draws)
+    return _posterior_tree(positions, stats, problem, method, "exact")
 
 
 def _draws(idata, name) -> np.ndarray:
@@ -436,45 +938,32 @@ def _w1(a: np.ndarray, b: np.ndarray) -> float:
 
 def _posterior_cell(cell, problem, key, cache, settings, out: Path | None) -> dict:
     from ebm_ppl import diagnostics
-    from ebm_ppl.inference import infer_reward
 
     reference = _reference_posterior(problem, jax.random.fold_in(key, 10**6), cache, settings)
-    method, estimator = cell.method, None
-    if method.startswith("plugin:"):
-        estimator = make_estimator(
-            method.split(":", 1)[1], settings["plugin_samples"], "trajectory"
-        )
-        method = "nuts"
     start = time.perf_counter()
-    idata = infer_reward(
-        key,
-        problem,
-        method=method,
-        num_chains=2,
-        num_warmup=cell.budget,
-        num_samples=cell.budget,
-        progress_bar=False,
-        **({"estimator": estimator, "likelihood": "trajectory"} if estimator else {}),
-    )
+    idata = _sample_posterior(cell.method, problem, key, cell.budget, settings)
     seconds = time.perf_counter() - start
     names = [n for n in problem.true_params]
     w1, mean_error, covered, total = [], [], 0, 0
     for name in names:
-        draws, ref = _draws(idata, name), _draws(reference, name)
+        draws = _draws(idata, name)
         truth = np.asarray(problem.true_params[name], np.float64).ravel()
         for j in range(draws.shape[1]):
-            sd = np.std(ref[:, j], ddof=1)
-            w1.append(_w1(draws[:, j], ref[:, j]) / sd)
-            mean_error.append(abs(np.mean(draws[:, j]) - np.mean(ref[:, j])) / sd)
+            if reference is not None:
+                ref = _draws(reference, name)[:, j]
+                sd = np.std(ref, ddof=1)
+                w1.append(_w1(draws[:, j], ref) / sd)
+                mean_error.append(abs(np.mean(draws[:, j]) - np.mean(ref)) / sd)
             lo, hi = np.quantile(draws[:, j], [0.05, 0.95])
             covered += int(lo <= truth[j] <= hi)
             total += 1
     table = diagnostics.summary(idata, var_names=names)
     ess = float(np.min(table["ess_bulk"]))
+    plug_in = cell.method.startswith("plugin:")
     row = {
-        "model": "trajectory" if estimator else problem.model,
-        "w1": float(np.mean(w1)),
-        "mean_error": float(np.mean(mean_error)),
+        "model": "trajectory" if plug_in else problem_model(problem),
+        "w1": float(np.mean(w1)) if w1 else math.nan,
+        "mean_error": float(np.mean(mean_error)) if mean_error else math.nan,
         "coverage": covered / total,
         "rhat_max": float(np.max(table["r_hat"])),
         "ess_min": ess,
@@ -516,21 +1005,23 @@ def _build_problems(problems, problem_options, rng_key) -> dict:
 def _cells(problems: dict, estimators, trainers, posteriors, budgets, steps, post_draws, seeds):
     cells, skipped = [], []
     for label, problem in problems.items():
-        model = problem_model(problem)
-        tabular = model != "ebm"
+        kind = problem_kind(problem)
         for name in estimators:
-            if not _serves(name, model):
-                skipped.append(f"{label}: estimator {name!r} does not serve model {model!r}")
+            if not _serves(name, problem, "estimator"):
+                skipped.append(f"{label}: estimator {name!r} does not serve {kind} problems")
                 continue
             cells += [Cell(label, "estimator", name, b, s) for b in budgets for s in range(seeds)]
         for name in trainers:
-            if not tabular or float(problem.discount) != 1.0:
-                skipped.append(f"{label}: trainer {name!r} needs a tabular problem with discount 1")
+            if not _serves(name, problem, "trainer"):
+                skipped.append(f"{label}: trainer {name!r} does not serve {kind} problems")
+                continue
+            if kind == "tabular" and float(problem.discount) != 1.0:
+                skipped.append(f"{label}: trainer {name!r} needs discount 1")
                 continue
             cells += [Cell(label, "trainer", name, steps, s) for s in range(seeds)]
         for name in posteriors:
-            if not tabular:
-                skipped.append(f"{label}: posterior {name!r} needs a tabular problem")
+            if not _serves(name, problem, "posterior"):
+                skipped.append(f"{label}: posterior {name!r} does not serve {kind} problems")
                 continue
             cells += [Cell(label, "posterior", name, post_draws, s) for s in range(seeds)]
     return cells, skipped
@@ -659,7 +1150,9 @@ def compare(
         problem = built[cell.problem]
         try:
             if cell.kind == "estimator":
-                estimator = make_estimator(cell.method, cell.budget, problem_model(problem))
+                estimator = make_estimator(
+                    cell.method, cell.budget, problem_model(problem), problem
+                )
                 values = _estimator_cell(cell, problem, estimator, key, cache, gradients)
             elif cell.kind == "trainer":
                 values = _trainer_cell(cell, problem, key, cache)
@@ -757,7 +1250,17 @@ _KIND_COLUMNS = {
         "seconds",
         "compile_seconds",
     ),
-    "trainer": ("epic", "evd", "policy_evd", "log_z_exact", "log_z", "zeta_error", "seconds"),
+    "trainer": (
+        "epic",
+        "evd",
+        "policy_evd",
+        "param_error",
+        "energy_pearson",
+        "log_z_exact",
+        "log_z",
+        "zeta_error",
+        "seconds",
+    ),
     "posterior": (
         "w1",
         "mean_error",
@@ -780,7 +1283,7 @@ def print_summary(rows: list[dict], file=None) -> None:
     summary = summarize(rows)
     titles = {
         "estimator": "log Z estimators (error: RMS over start states; medians over seeds)",
-        "trainer": "adversarial trainers (budget = updates; medians over seeds)",
+        "trainer": "trainers (budget = updates; medians over seeds)",
         "posterior": "posteriors against the exact-likelihood reference (medians over seeds)",
     }
     for kind, columns in _KIND_COLUMNS.items():

@@ -663,7 +663,10 @@ def plot_error_vs_compute(rows: Sequence[dict], problem: str) -> Figure:
     picked = [
         r
         for r in rows
-        if r["problem"] == problem and r["kind"] == "estimator" and r.get("status") == "ok"
+        if r["problem"] == problem
+        and r["kind"] == "estimator"
+        and r.get("status") == "ok"
+        and np.isfinite(r.get("error", np.nan))
     ]
     if not picked:
         raise ValueError(f"plot_error_vs_compute: no finished estimator rows for {problem!r}.")
@@ -736,7 +739,11 @@ def save_comparison_figures(rows: Sequence[dict], problems: Mapping, directory) 
     paths = []
     for label, problem in problems.items():
         if any(
-            r["problem"] == label and r["kind"] == "estimator" and r.get("status") == "ok"
+            r["problem"] == label
+            and r["kind"] == "estimator"
+            and r.get("status") == "ok"
+            and r["method"] != "exact"
+            and np.isfinite(r.get("error", np.nan))
             for r in rows
         ):
             fig = plot_error_vs_compute(rows, label)

@@ -43,6 +43,9 @@ PROBLEMS: dict[str, str] = {
     "cliffwalking": "ebm_ppl.models.cliffwalking",
     "taxi": "ebm_ppl.models.taxi",
     "toy2d": "ebm_ppl.models.toy2d",
+    "lqr": "ebm_ppl.models.lqr",
+    "pendulum": "ebm_ppl.models.pendulum",
+    "mountaincar": "ebm_ppl.models.mountaincar",
 }
 """Problem name -> module path holding its ``make_problem(rng_key, **options)``.
 
@@ -51,7 +54,15 @@ problems (``frozenlake``, ``cliffwalking``, ``taxi``) collect theirs by rolling 
 soft-optimal policy of a stated reward through the real ``env.step``
 (:func:`ebm_ppl.envs.toy_text.collect_demonstrations`). ``toy2d`` is the 2-D energy-based model of
 THEORY §8.3 (a :class:`DensityProblem`: Gaussian, banana, double well or Gaussian mixture), with
-data drawn exactly at the true parameters and log Z by checked quadrature.
+data drawn exactly at the true parameters and log Z by checked quadrature. ``lqr`` is a
+linear-Gaussian control problem (:class:`~ebm_ppl.continuous.LinearGaussianProblem`, exact log Z by
+the batch Gaussian integral and soft Riccati, exact demonstrations); ``pendulum`` (Pendulum-v1,
+bounded torques) and ``mountaincar`` (MountainCar-v0, three actions) are MaxEnt models over action
+sequences given the start state
+(:class:`~ebm_ppl.envs.classic_control.ActionSequenceProblem`), with dynamics in JAX equal to
+Gymnasium's: the pendulum's demonstrations come from long NUTS runs (a stored fixture), the
+mountain car's are exact draws by enumeration at its short default horizon, where log Z is exact
+too.
 """
 
 

@@ -48,8 +48,9 @@ def study(tmp_path_factory, problems):
 
 def test_grid_end_to_end_reads_every_artefact_back(study):
     out, rows = study
-    # objectworld: 2 estimators + 2 trainers + 2 posteriors; toy2d: importance
-    assert len(rows) == (2 + 2 + 2) * 2 + 1 * 2
+    # objectworld: 2 estimators + 2 trainers + 2 posteriors; toy2d: importance and the
+    # exact-likelihood posterior (its Gaussian energy has a closed-form log Z)
+    assert len(rows) == (2 + 2 + 2) * 2 + (1 + 1) * 2
     by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("estimator", "trainer")}
     assert all(r["status"] == "ok" for r in by_kind["estimator"] + by_kind["trainer"])
     # a failing cell is recorded and the rest went on: the plug-in posterior refuses particle SMC
@@ -84,6 +85,7 @@ def test_grid_end_to_end_reads_every_artefact_back(study):
         "objectworld_nuts_pair.png",
         "objectworld_rewards.png",
         "toy2d_logz_error.png",
+        "toy2d_nuts_pair.png",
     ]
     for name in figures:
         assert matplotlib.image.imread(out / "figures" / name).ndim == 3
@@ -91,7 +93,7 @@ def test_grid_end_to_end_reads_every_artefact_back(study):
     from ebm_ppl.diagnostics import load
 
     posteriors = sorted((out / "posteriors").glob("*.nc"))
-    assert len(posteriors) == 2
+    assert len(posteriors) == 4
     idata = load(posteriors[0])
     assert idata["posterior"]["theta"].shape[:2] == (2, 30)
     # the gradient of log Z-hat against the exact gradient was measured where it applies
@@ -224,3 +226,76 @@ def test_argument_errors(problems):
         compare(KEY, [3.0])
     with pytest.raises(ValueError, match="twice"):
         compare(KEY, [problems[0], problems[0]])
+
+
+# ---------------------------------------------------------------------------- control and MCMC
+def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
+    """LQR (closed-form log Z), MountainCar (log Z by enumeration) and a toy2d density through the
+        same grid: exact rows equal the closed forms, every other estimator row equals a direct call
+        of make_estimator(...).run with the cell's key (thermodynamic integration aside: its own
+    tests cover it), and the MCMC methods (thermodynamic
+        integration, PCD, SGLD) and the continuous GAN-GCL / plug-in posterior produce finite rows.
+        Methods that do not apply to a problem are skipped, not failed."""
+    from ebm_ppl.models import lqr, mountaincar
+
+    key = jax.random.key(11)
+    problems = [
+        lqr.make_problem(jax.random.key(1), num_demos=16),
+        mountaincar.make_problem(jax.random.key(2), horizon=4, num_starts=2, num_demos=4),
+        toy2d.make_problem(jax.random.key(3), energy="gaussian", num_data=128),
+    ]
+    rows = compare(
+        key,
+        problems,
+        estimators=("exact", "importance", "particle_smc", "thermodynamic_integration"),
+        trainers=("gan_gcl", "pcd"),
+        posteriors=("sgld", "plugin:importance"),
+        num_seeds=1,
+        budgets=(32,),
+        steps=3,
+        posterior_draws=20,
+        out=tmp_path / "grid",
+        gradients=False,
+        figures=False,
+        progress_bar=False,
+    )
+    failed = [(r["problem"], r["method"], r["error_message"]) for r in rows if r["status"] != "ok"]
+    assert not failed, failed
+    cells = {(r["problem"], r["kind"], r["method"]) for r in rows}
+    assert cells == {
+        ("lqr", "estimator", "exact"),
+        ("lqr", "estimator", "importance"),
+        ("lqr", "estimator", "thermodynamic_integration"),
+        ("lqr", "trainer", "gan_gcl"),
+        ("mountaincar", "estimator", "exact"),
+        ("mountaincar", "estimator", "importance"),
+        ("mountaincar", "estimator", "particle_smc"),
+        ("mountaincar", "trainer", "gan_gcl"),
+        ("mountaincar", "posterior", "plugin:importance"),
+        ("toy2d", "estimator", "importance"),
+        ("toy2d", "estimator", "thermodynamic_integration"),
+        ("toy2d", "trainer", "pcd"),
+        ("toy2d", "posterior", "sgld"),
+    }
+    by_name = {p.name: p for p in problems}
+    lqr_problem, car = by_name["lqr"], by_name["mountaincar"]
+    exact = {r["problem"]: r["log_z"] for r in rows if r["method"] == "exact"}
+    np.testing.assert_allclose(exact["lqr"], 2.112306461529, rtol=1e-10)  # THEORY §8.1
+    np.testing.assert_allclose(exact["mountaincar"], float(jnp.mean(car.log_z)), rtol=1e-10)
+    for row in rows:
+        if row["kind"] != "estimator" or row["method"] in ("exact", "thermodynamic_integration"):
+            continue  # TI: checked against quadrature in tests/logz/test_ti.py; compiles slowly
+        problem = by_name[row["problem"]]
+        assert np.isfinite(row["log_z"]) and np.isfinite(row["error"]), row
+        estimator = make_estimator(row["method"], row["budget"], problem_model(problem), problem)
+        data = problem.data if row["problem"] == "toy2d" else problem.demos
+        result = estimator.run(cell_key(key, row["seed"]), problem, problem.true_params, data=data)
+        np.testing.assert_allclose(row["log_z"], float(jnp.mean(result.log_z)), rtol=1e-10)
+    trainers = {r["problem"]: r for r in rows if r["kind"] == "trainer"}
+    assert np.isfinite(trainers["lqr"]["param_error"]) and trainers["lqr"]["zeta_error"] >= 0
+    assert np.isfinite(trainers["mountaincar"]["zeta_error"])
+    assert -1 <= trainers["toy2d"]["energy_pearson"] <= 1
+    posteriors = {r["problem"]: r for r in rows if r["kind"] == "posterior"}
+    assert 0 <= posteriors["toy2d"]["coverage"] <= 1 and posteriors["toy2d"]["w1"] >= 0
+    assert np.isnan(posteriors["mountaincar"]["w1"])  # no exact-likelihood reference there
+    assert lqr_problem.system.is_deterministic()

@@ -21,6 +21,7 @@ ais_module = importlib.import_module("ebm_ppl.logz.ais")
 base = importlib.import_module("ebm_ppl.logz.base")
 importance = importlib.import_module("ebm_ppl.logz.importance")
 smc = importlib.import_module("ebm_ppl.logz.smc")
+ti = importlib.import_module("ebm_ppl.logz.ti")
 
 __all__ = ["ESTIMATORS", "evaluate", "exact_log_z", "make_estimator"]
 
@@ -35,41 +36,73 @@ ESTIMATORS = (
     "particle_smc",
     "ais",
     "tempered_smc",
+    "thermodynamic_integration",
 )
 """Names accepted by :func:`make_estimator`."""
 
 IWAE_PARTICLES = 8
+"""Particles per IWAE group in :func:`make_estimator`."""
+
 AIS_TEMPERATURES = 32
+"""Temperatures of AIS in :func:`make_estimator`."""
+
+TI_RUNGS = 17
+"""Rungs of thermodynamic integration's ladder in :func:`make_estimator` (Simpson's rule)."""
+
+TI_CHAINS = 8
+"""Chains of thermodynamic integration in :func:`make_estimator` (``budget`` draws per rung are
+shared among them)."""
+
+_SAMPLERS = ("ais", "tempered_smc", "thermodynamic_integration")
 
 
 def _is_tabular(problem) -> bool:
     return hasattr(problem, "mdp")
 
 
-def make_estimator(name: str, budget: int, model: str):
+def make_estimator(name: str, budget: int, model: str, *, proposal=None):
     """The estimator ``name`` with ``budget`` samples or particles for ``model``.
 
     ``iwae`` uses groups of :data:`IWAE_PARTICLES`; ``ais`` spreads ``budget`` particles over
-    :data:`AIS_TEMPERATURES` temperatures.
+    :data:`AIS_TEMPERATURES` temperatures; ``thermodynamic_integration`` runs :data:`TI_CHAINS`
+    chains up a ladder of :data:`TI_RUNGS` rungs keeping ``budget`` draws per rung in all
+    (``budget // TI_CHAINS`` per chain, at least 2, after as many warm-up steps).
+
+    Args:
+        name: one of :data:`ESTIMATORS`.
+        budget: samples, particles or draws per rung (int >= 1).
+        model: the model whose log Z is estimated.
+        proposal: a NumPyro distribution: the proposal of the importance family, the reference
+            of ``ais``, ``tempered_smc`` and ``thermodynamic_integration`` (default: each
+            estimator's own).
     """
     if name not in ESTIMATORS:
         raise ValueError(f"estimator names must be among {ESTIMATORS}; got {name!r}.")
-    if int(budget) < 1:
+    if isinstance(budget, bool) or int(budget) < 1:
         raise ValueError(f"`budget` must be an int >= 1; got {budget!r}.")
     if name == "exact":
         return base.exact(model)
-    if name in ("ais", "tempered_smc"):
+    if name in _SAMPLERS:
         if model != "ebm":
             raise ValueError(f"{name!r} serves densities on R^d (model 'ebm'); got {model!r}.")
         if name == "ais":
-            return ais_module.ais(budget, AIS_TEMPERATURES)
-        return ais_module.tempered_smc(budget)
+            return ais_module.ais(budget, AIS_TEMPERATURES, reference=proposal)
+        if name == "tempered_smc":
+            return ais_module.tempered_smc(budget, reference=proposal)
+        per_chain = max(2, int(budget) // TI_CHAINS)
+        return ti.thermodynamic_integration(
+            TI_RUNGS,
+            num_chains=TI_CHAINS,
+            num_samples=per_chain,
+            num_warmup=per_chain,
+            reference=proposal,
+        )
     if name == "particle_smc":
         return smc.particle_smc(budget, model=model)
     if name == "iwae":
-        return importance.iwae(budget, IWAE_PARTICLES, model=model)
+        return importance.iwae(budget, IWAE_PARTICLES, model=model, proposal=proposal)
     factory = getattr(importance, name)
-    return factory(budget, model=model)
+    return factory(budget, model=model, proposal=proposal)
 
 
 def exact_log_z(problem, params, model: str):
