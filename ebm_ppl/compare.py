@@ -470,9 +470,12 @@ def _exact_log_z(problem, params, cache, label):
 
 
 def _serves(name: str, problem, cell_kind: str = "estimator") -> bool:
-    allowed = METHODS_BY_KIND[problem_kind(problem)][cell_kind]
+    kind = problem_kind(problem)
+    allowed = METHODS_BY_KIND[kind][cell_kind]
     if name.startswith("plugin:"):
         return "plugin:" in allowed
+    if kind == "density" and name == "nuts":  # the exact likelihood needs a closed-form log Z
+        return hasattr(problem.energy_model, "log_z")
     return name in allowed
 
 

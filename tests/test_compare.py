@@ -36,7 +36,7 @@ def study(tmp_path_factory, problems):
         estimators=("importance", "gan_zeta"),
         trainers=("gan_gcl", "airl"),
         posteriors=("nuts", "plugin:particle_smc"),
-        num_seeds=2,
+        num_seeds=1,  # several seeds: test_killed_run_resumes_without_redoing_finished_cells
         budgets=(16,),
         steps=5,
         posterior_draws=30,
@@ -50,18 +50,18 @@ def test_grid_end_to_end_reads_every_artefact_back(study):
     out, rows = study
     # objectworld: 2 estimators + 2 trainers + 2 posteriors; toy2d: importance and the
     # exact-likelihood posterior (its Gaussian energy has a closed-form log Z)
-    assert len(rows) == (2 + 2 + 2) * 2 + (1 + 1) * 2
+    assert len(rows) == (2 + 2 + 2) + (1 + 1)
     by_kind = {kind: [r for r in rows if r["kind"] == kind] for kind in ("estimator", "trainer")}
     assert all(r["status"] == "ok" for r in by_kind["estimator"] + by_kind["trainer"])
     # a failing cell is recorded and the rest went on: the plug-in posterior refuses particle SMC
     # (not smooth in theta), the exact-likelihood posterior ran
     failed = [r for r in rows if r["status"] == "error"]
-    assert [r["method"] for r in failed] == ["plugin:particle_smc"] * 2
+    assert [r["method"] for r in failed] == ["plugin:particle_smc"]
     assert "smooth" in failed[0]["error_message"]
     nuts = [r for r in rows if r["method"] == "nuts"]
     assert all(r["status"] == "ok" and 0 <= r["coverage"] <= 1 and r["w1"] >= 0 for r in nuts)
     airl = [r for r in rows if r["method"] == "airl"]
-    assert all(0 <= r["epic"] <= 1 and r["policy_evd"] >= 0 for r in airl) and len(airl) == 2
+    assert all(0 <= r["epic"] <= 1 and r["policy_evd"] >= 0 for r in airl) and len(airl) == 1
 
     with open(out / "results.csv", newline="") as handle:
         table = list(csv.DictReader(handle))
@@ -93,7 +93,7 @@ def test_grid_end_to_end_reads_every_artefact_back(study):
     from ebm_ppl.diagnostics import load
 
     posteriors = sorted((out / "posteriors").glob("*.nc"))
-    assert len(posteriors) == 4
+    assert len(posteriors) == 2
     idata = load(posteriors[0])
     assert idata["posterior"]["theta"].shape[:2] == (2, 30)
     # the gradient of log Z-hat against the exact gradient was measured where it applies
@@ -106,7 +106,7 @@ def test_table_equals_direct_estimator_calls(study, problems):
     by_name = {p.name: p for p in problems}
     checked = 0
     for row in rows:
-        if row["kind"] != "estimator" or row["seed"] != 1:  # one seed: each call compiles
+        if row["kind"] != "estimator":
             continue
         problem = by_name[row["problem"]]
         model = problem_model(problem)
@@ -231,11 +231,12 @@ def test_argument_errors(problems):
 # ---------------------------------------------------------------------------- control and MCMC
 def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
     """LQR (closed-form log Z), MountainCar (log Z by enumeration) and a toy2d density through the
-        same grid: exact rows equal the closed forms, every other estimator row equals a direct call
-        of make_estimator(...).run with the cell's key (thermodynamic integration aside: its own
-    tests cover it), and the MCMC methods (thermodynamic
-        integration, PCD, SGLD) and the continuous GAN-GCL / plug-in posterior produce finite rows.
-        Methods that do not apply to a problem are skipped, not failed."""
+    same grid: exact rows equal the closed forms, every other estimator row equals a direct call
+    of make_estimator(...).run with the cell's key (thermodynamic integration aside: its own tests
+    check it against quadrature), and the MCMC methods (thermodynamic integration, PCD, SGLD) and
+    the continuous GAN-GCL produce finite rows (the plug-in posterior of the action-sequence
+    problems runs in tests/logz/test_continuous.py). Methods that do not apply to a problem are
+    skipped, not failed."""
     from ebm_ppl.models import lqr, mountaincar
 
     key = jax.random.key(11)
@@ -249,7 +250,7 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
         problems,
         estimators=("exact", "importance", "particle_smc", "thermodynamic_integration"),
         trainers=("gan_gcl", "pcd"),
-        posteriors=("sgld", "plugin:importance"),
+        posteriors=("sgld",),
         num_seeds=1,
         budgets=(32,),
         steps=3,
@@ -271,7 +272,6 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
         ("mountaincar", "estimator", "importance"),
         ("mountaincar", "estimator", "particle_smc"),
         ("mountaincar", "trainer", "gan_gcl"),
-        ("mountaincar", "posterior", "plugin:importance"),
         ("toy2d", "estimator", "importance"),
         ("toy2d", "estimator", "thermodynamic_integration"),
         ("toy2d", "trainer", "pcd"),
@@ -297,5 +297,4 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
     assert -1 <= trainers["toy2d"]["energy_pearson"] <= 1
     posteriors = {r["problem"]: r for r in rows if r["kind"] == "posterior"}
     assert 0 <= posteriors["toy2d"]["coverage"] <= 1 and posteriors["toy2d"]["w1"] >= 0
-    assert np.isnan(posteriors["mountaincar"]["w1"])  # no exact-likelihood reference there
     assert lqr_problem.system.is_deterministic()

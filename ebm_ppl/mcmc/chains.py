@@ -237,6 +237,14 @@ def _check_positions(name: str, positions):
 
 
 # ----------------------------------------------------------------------------- kernels
+def _check_chain_state(chain_state) -> None:
+    if not isinstance(chain_state, PersistentChains):
+        raise TypeError(
+            "`chain_state` must be a PersistentChains (from init_chains or "
+            f"init_chains_from_data); got {type(chain_state).__name__}."
+        )
+
+
 def mcmc_kernel(
     name: str = "mala",
     *,
@@ -536,11 +544,7 @@ def long_run_gradient(
     Raises:
         ValueError / TypeError: naming the argument.
     """
-    if not isinstance(chain_state, PersistentChains):
-        raise TypeError(
-            "`chain_state` must be a PersistentChains (from init_chains or "
-            f"init_chains_from_data); got {type(chain_state).__name__}."
-        )
+    _check_chain_state(chain_state)
     num_steps = _check_int("num_steps", num_steps)
     num_burnin = _check_int("num_burnin", num_burnin, minimum=0)
     kernel = _check_kernel(kernel)
@@ -628,11 +632,7 @@ def pcd_gradient(rng_key, params, chain_state, energy_fn, kernel, num_steps: int
     Raises:
         ValueError / TypeError: naming the argument.
     """
-    if not isinstance(chain_state, PersistentChains):
-        raise TypeError(
-            "`chain_state` must be a PersistentChains (from init_chains or "
-            f"init_chains_from_data); got {type(chain_state).__name__}."
-        )
+    _check_chain_state(chain_state)
     positions, acceptance, energies = run_chains(
         rng_key, params, chain_state.positions, energy_fn, kernel, num_steps
     )
