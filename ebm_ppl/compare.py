@@ -17,10 +17,11 @@ a problem is skipped with a note:
   adversarial ``gan_gcl``, ``gcl``, ``airl``, ``gail`` — EPIC and hard EVD of the learned reward
   against the truth (GAIL: the EVD of its own policy only), and for GAN-GCL
   :math:`|\zeta - \log Z|` of the learned reward (for GCL the mixture :math:`\log\hat Z` it
-  used); on LQR and MountainCar ``gan_gcl`` and ``gcl`` with linear-Gaussian / linear softmax
-  generators — the relative error of the learned cost parameters and :math:`|\zeta - \log Z|`
-  (exact log Z of the learned cost); on densities the contrastive ``nce``, ``gan_ebm``, ``fce``
-  and the MCMC ``cd`` (CD-1) and ``pcd`` — the parameter error, the Pearson correlation of the
+  used); on LQR and MountainCar ``gan_gcl``, ``gcl`` and ``airl`` with linear-Gaussian / linear
+  softmax generators — the relative error of the learned cost parameters and
+  :math:`|\zeta - \log Z|` (AIRL: :math:`h_0`; exact log Z of the learned cost); on densities
+  the contrastive ``nce``, ``gan_ebm``, ``fce`` and the MCMC ``cd`` (CD-1) and ``pcd`` — the
+  parameter error, the Pearson correlation of the
   learned with the true energy where the true density exceeds 1e-3 (2-D), and for the
   contrastive ones :math:`|\zeta - \log Z|` of the learned energy (quadrature); wall time.
 * ``kind="posterior"``: Bayesian inference (``nuts`` on the exact likelihood, ``blackjax-nuts``,
@@ -103,7 +104,9 @@ ESTIMATOR_NAMES = (
 
 TRAINER_NAMES = ("gan_gcl", "gcl", "airl", "gail", "nce", "gan_ebm", "fce", "cd", "pcd")
 r"""Trainers the harness can build by name: the adversarial ``gan_gcl`` and ``gcl`` (tabular
-problems with ``discount == 1``, LQR, MountainCar), ``airl`` and ``gail`` (tabular), and on
+problems with ``discount == 1``, LQR, MountainCar), ``airl`` (tabular; and on LQR and
+MountainCar the finite-horizon form with time-indexed shaping,
+:func:`ebm_ppl.adversarial.continuous.airl`), ``gail`` (tabular), and on
 densities in :math:`\mathbb R^d` the contrastive ``nce``, ``gan_ebm``, ``fce`` and the MCMC
 ``cd`` (CD-1) and ``pcd`` (persistent chains).
 
@@ -140,7 +143,7 @@ METHODS_BY_KIND: dict[str, dict[str, tuple]] = {
     },
     "lqr": {
         "estimator": ("exact", *_IMPORTANCE, *_SAMPLERS, "gan_zeta"),
-        "trainer": ("gan_gcl", "gcl"),
+        "trainer": ("gan_gcl", "gcl", "airl"),
         "posterior": ("nuts",),
     },
     "torques": {
@@ -150,7 +153,7 @@ METHODS_BY_KIND: dict[str, dict[str, tuple]] = {
     },
     "discrete_actions": {
         "estimator": ("exact", *_IMPORTANCE, "particle_smc", "gan_zeta"),
-        "trainer": ("gan_gcl", "gcl"),
+        "trainer": ("gan_gcl", "gcl", "airl"),
         "posterior": ("plugin:",),
     },
 }
@@ -716,7 +719,8 @@ def _ebm_trainer_cell(cell, problem, key, cache) -> dict:
 
 
 def _control_trainer_cell(cell, problem, key, cache) -> dict:
-    r"""GAN-GCL / GCL with a linear-Gaussian (LQR) or linear softmax (discrete actions) generator:
+    r"""GAN-GCL / GCL / AIRL with a linear-Gaussian (LQR) or linear softmax (discrete actions)
+    generator:
     the learned cost parameters against the truth, and :math:`\zeta` (GCL: the mixture
     :math:`\log\hat Z`) against the exact log Z of the learned cost at the demonstrations'
     start states where it is known."""
@@ -724,7 +728,11 @@ def _control_trainer_cell(cell, problem, key, cache) -> dict:
 
     cached = cache.get(("trainer", cell.problem, cell.method))
     if cached is None:
-        factory = {"gan_gcl": continuous.gan_gcl, "gcl": continuous.gcl}[cell.method]
+        factory = {
+            "gan_gcl": continuous.gan_gcl,
+            "gcl": continuous.gcl,
+            "airl": continuous.airl,
+        }[cell.method]
         trainer = factory(problem, _control_policy(problem), nu=2)
         cached = cache[("trainer", cell.problem, cell.method)] = (
             trainer,
@@ -737,6 +745,7 @@ def _control_trainer_cell(cell, problem, key, cache) -> dict:
     state, infos = continuous.train(train_key, trainer, state, demos, cell.budget)
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
+    # GAN-GCL's zeta; GCL's mixture log Z-hat; AIRL's h_0 at the starts
     zeta = np.asarray(state.zeta if cell.method == "gan_gcl" else infos.log_z[-1], np.float64)
     row = {
         "model": "trajectory",

@@ -234,9 +234,9 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
     same grid: exact rows equal the closed forms, every other estimator row equals a direct call
     of make_estimator(...).run with the cell's key (thermodynamic integration aside: its own tests
     check it against quadrature), and the MCMC methods (thermodynamic integration, PCD, SGLD) and
-    the continuous GAN-GCL produce finite rows (the plug-in posterior of the action-sequence
-    problems runs in tests/logz/test_continuous.py). Methods that do not apply to a problem are
-    skipped, not failed."""
+    the continuous GAN-GCL and AIRL produce finite rows (the plug-in posterior of the
+    action-sequence problems runs in tests/logz/test_continuous.py). Methods that do not apply to
+    a problem are skipped, not failed."""
     from ebm_ppl.models import lqr, mountaincar
 
     key = jax.random.key(11)
@@ -249,7 +249,7 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
         key,
         problems,
         estimators=("exact", "importance", "particle_smc", "thermodynamic_integration"),
-        trainers=("gan_gcl", "pcd"),
+        trainers=("gan_gcl", "airl", "pcd"),
         posteriors=("sgld",),
         num_seeds=1,
         budgets=(32,),
@@ -268,10 +268,12 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
         ("lqr", "estimator", "importance"),
         ("lqr", "estimator", "thermodynamic_integration"),
         ("lqr", "trainer", "gan_gcl"),
+        ("lqr", "trainer", "airl"),
         ("mountaincar", "estimator", "exact"),
         ("mountaincar", "estimator", "importance"),
         ("mountaincar", "estimator", "particle_smc"),
         ("mountaincar", "trainer", "gan_gcl"),
+        ("mountaincar", "trainer", "airl"),
         ("toy2d", "estimator", "importance"),
         ("toy2d", "estimator", "thermodynamic_integration"),
         ("toy2d", "trainer", "pcd"),
@@ -291,10 +293,12 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
         data = problem.data if row["problem"] == "toy2d" else problem.demos
         result = estimator.run(cell_key(key, row["seed"]), problem, problem.true_params, data=data)
         np.testing.assert_allclose(row["log_z"], float(jnp.mean(result.log_z)), rtol=1e-10)
-    trainers = {r["problem"]: r for r in rows if r["kind"] == "trainer"}
-    assert np.isfinite(trainers["lqr"]["param_error"]) and trainers["lqr"]["zeta_error"] >= 0
-    assert np.isfinite(trainers["mountaincar"]["zeta_error"])
-    assert -1 <= trainers["toy2d"]["energy_pearson"] <= 1
+    trainers = {(r["problem"], r["method"]): r for r in rows if r["kind"] == "trainer"}
+    for method in ("gan_gcl", "airl"):  # AIRL's zeta is its h_0 at the starts
+        lqr_row, car_row = trainers["lqr", method], trainers["mountaincar", method]
+        assert np.isfinite(lqr_row["param_error"]) and lqr_row["zeta_error"] >= 0
+        assert np.isfinite(car_row["zeta_error"])
+    assert -1 <= trainers["toy2d", "pcd"]["energy_pearson"] <= 1
     posteriors = {r["problem"]: r for r in rows if r["kind"] == "posterior"}
     assert 0 <= posteriors["toy2d"]["coverage"] <= 1 and posteriors["toy2d"]["w1"] >= 0
     assert lqr_problem.system.is_deterministic()

@@ -1,4 +1,5 @@
-r"""GAN-GCL, GCL and the generator's ELBO on continuous-state problems (THEORY §3, §4, §6).
+r"""GAN-GCL, GCL, AIRL and the generator's ELBO on continuous-state problems (THEORY §3, §4,
+§6, §9.4).
 
 The continuous counterpart of :mod:`~ebm_ppl.adversarial.trainers`: the generator is a
 time-indexed policy over continuous states from :mod:`ebm_ppl.policies.gaussian` (Gaussian for
@@ -54,9 +55,11 @@ unbiased estimate of the bound.
 **Trainers** (optax style, :class:`~ebm_ppl.adversarial.trainers.Trainer`): :func:`gan_gcl` (a
 discriminator step on :math:`(\theta, \zeta)`, then generator steps) and :func:`gcl` (a cost step
 on the GCL objective at the fixed point :math:`\zeta^*` of the mixture, fact 1, then generator
-steps). :func:`gan_zeta` fits the generator at :math:`\theta` and returns the discriminator's
-:math:`\zeta^*` as a :class:`~ebm_ppl.logz.base.LogZResult`. :func:`check_equivalence` states
-facts 1 and 2 on a pooled sample.
+steps). :func:`airl` factorises GAN-GCL's discriminator over steps: per-step logits with
+a time-indexed quadratic shaping :math:`h_t` whose :math:`h_0(x_0)` plays :math:`\zeta`
+(:func:`airl_logits`). :func:`gan_zeta` fits the generator at :math:`\theta` and returns the
+discriminator's :math:`\zeta^*` as a :class:`~ebm_ppl.logz.base.LogZResult`.
+:func:`check_equivalence` states facts 1 and 2 on a pooled sample.
 
 Usage::
 
@@ -98,12 +101,16 @@ from ebm_ppl.spaces.tabular import PAD
 
 __all__ = [
     "ESTIMATORS",
+    "AIRLInfo",
+    "AIRLState",
     "Demonstrations",
     "ELBOEstimate",
     "GANGCLInfo",
     "GANGCLState",
     "GCLInfo",
     "GCLState",
+    "airl",
+    "airl_logits",
     "check_equivalence",
     "demonstrations",
     "fit_generator",
@@ -113,6 +120,8 @@ __all__ = [
     "generator_elbo",
     "returns",
     "rollouts",
+    "shaping_features",
+    "step_rewards",
     "train",
 ]
 
@@ -558,6 +567,26 @@ def _generator_steps(
     return policy_params, opt_state, estimates
 
 
+def _trainer_generator_steps(prob, task, policy, optimizer, params, state, key, demos, dtype, cfg):
+    """The generator steps of a trainer's update (``cfg = (policy_steps, k, estimator)``), from
+    ``state.policy_params`` / ``state.policy_opt_state``, weighted by the batch's start counts."""
+    policy_steps, k, estimator = cfg
+    return _generator_steps(
+        prob,
+        task,
+        policy,
+        optimizer,
+        params,
+        state.policy_params,
+        state.policy_opt_state,
+        jax.random.split(key, policy_steps),
+        jnp.asarray(demos.start_states, dtype),
+        _start_weights(demos, dtype),
+        k,
+        estimator,
+    )
+
+
 def _check_starts(starts, state_dim: int, weights):
     starts = jnp.asarray(starts)
     if starts.ndim == 1:
@@ -804,6 +833,7 @@ def gan_gcl(
     task, policy, nu, policy_steps, k, estimator, default = _common(
         problem, policy, nu, policy_steps, generator_samples, estimator
     )
+    cfg = (policy_steps, k, estimator)
     cost_opt = _DEFAULT_OPTIMIZER if cost_optimizer is None else cost_optimizer
     policy_opt = _DEFAULT_OPTIMIZER if policy_optimizer is None else policy_optimizer
     horizon = _horizon(problem)
@@ -874,20 +904,8 @@ def gan_gcl(
         (d_loss, (logits_d, logits_s)), grads = jax.value_and_grad(loss, has_aux=True)(pz)
         updates, cost_state = cost_opt.update(grads, state.cost_opt_state, pz)
         params, zeta = optax.apply_updates(pz, updates)
-        starts = jnp.asarray(demos.start_states, lq_d.dtype)
-        policy_params, policy_state, estimates = _generator_steps(
-            prob,
-            task,
-            policy,
-            policy_opt,
-            params,
-            state.policy_params,
-            state.policy_opt_state,
-            jax.random.split(key_policy, policy_steps),
-            starts,
-            _start_weights(demos, lq_d.dtype),
-            k,
-            estimator,
+        policy_params, policy_state, estimates = _trainer_generator_steps(
+            prob, task, policy, policy_opt, params, state, key_policy, demos, lq_d.dtype, cfg
         )
         new = GANGCLState(
             params=params,
@@ -949,6 +967,7 @@ def gcl(
     task, policy, nu, policy_steps, k, estimator, default = _common(
         problem, policy, nu, policy_steps, generator_samples, estimator
     )
+    cfg = (policy_steps, k, estimator)
     cost_opt = _DEFAULT_OPTIMIZER if cost_optimizer is None else cost_optimizer
     policy_opt = _DEFAULT_OPTIMIZER if policy_optimizer is None else policy_optimizer
     horizon = _horizon(problem)
@@ -999,19 +1018,8 @@ def gcl(
         c_loss, grads = jax.value_and_grad(loss)(state.params)
         updates, cost_state = cost_opt.update(grads, state.cost_opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        policy_params, policy_state, estimates = _generator_steps(
-            prob,
-            task,
-            policy,
-            policy_opt,
-            params,
-            state.policy_params,
-            state.policy_opt_state,
-            jax.random.split(key_policy, policy_steps),
-            jnp.asarray(demos.start_states, log_q.dtype),
-            _start_weights(demos, log_q.dtype),
-            k,
-            estimator,
+        policy_params, policy_state, estimates = _trainer_generator_steps(
+            prob, task, policy, policy_opt, params, state, key_policy, demos, log_q.dtype, cfg
         )
         new = GCLState(
             params=params,
@@ -1035,6 +1043,316 @@ def gcl(
     return Trainer(init=init, update=update)
 
 
+# ----------------------------------------------------------------------------- AIRL
+class AIRLState(NamedTuple):
+    """Continuous AIRL state: reward parameters :math:`\\theta`, shaping parameters ``(T, p)``
+    (:func:`shaping_features`), generator parameters, optimiser states, step counter."""
+
+    params: Any
+    shaping: Any
+    policy_params: Any
+    disc_opt_state: Any
+    policy_opt_state: Any
+    step: Any
+
+
+class AIRLInfo(NamedTuple):
+    """Per-update diagnostics of :func:`airl`.
+
+    Attributes:
+        discriminator_loss: the per-step log loss before the step (normalised by :math:`N_d`).
+        elbo: Monte Carlo ELBO of the generator's last step, and ``elbo_stderr`` its SE.
+        log_z: ``(G,)`` :math:`h_0(x_0)` at the start table after the step (the soft value
+            :math:`V_0 = \\log Z(x_0)` at the optimum).
+        mean_d_data: mean :math:`D` over the demonstrations' transitions (before the step).
+        mean_d_samples: mean :math:`D` over the generated transitions (before the step).
+        params: :math:`\\theta` after the step (for iterate averaging).
+    """
+
+    discriminator_loss: Any
+    elbo: Any
+    elbo_stderr: Any
+    log_z: Any
+    mean_d_data: Any
+    mean_d_samples: Any
+    params: Any
+
+
+def shaping_features(states) -> jax.Array:
+    """:math:`\\psi(x) = (1, x, (x_ix_j)_{i\\le j})`, shape ``(..., p)`` with
+    :math:`p = 1 + n + n(n+1)/2`: a full quadratic, the class of LQR's soft values."""
+    states = jnp.asarray(states)
+    n = states.shape[-1]
+    rows, cols = np.triu_indices(n)
+    squares = states[..., rows] * states[..., cols]
+    return jnp.concatenate([jnp.ones_like(states[..., :1]), states, squares], axis=-1)
+
+
+def _alive(task, actions):
+    """``(N, T)``: the steps that are decisions (softmax: not PAD after termination)."""
+    if task.kind == "softmax":
+        return actions != PAD
+    return jnp.ones(actions.shape[:2], bool)
+
+
+def _lqr_step_rewards(problem, params, states, actions):
+    cost = problem.cost_matrices(params)
+    x, u = states[:, :-1], actions
+    per_step = -0.5 * (
+        jnp.einsum("nti,ij,ntj->nt", x, cost.state, x)
+        + jnp.einsum("nti,ij,ntj->nt", u, cost.control, u)
+    )
+    terminal = -0.5 * jnp.einsum("ni,ij,nj->n", states[:, -1], cost.terminal, states[:, -1])
+    return per_step.at[:, -1].add(terminal)  # the terminal reward joins the last decision
+
+
+def _sequence_step_rewards(problem, params, states, actions):
+    step_energy = problem.energy_model.step_energy  # 0 from the first terminal state on
+    return -step_energy(params, states[:, :-1], actions, states[:, 1:])
+
+
+def step_rewards(problem, params, trajectories) -> jax.Array:
+    r"""Per-step rewards :math:`r_{\theta,t}`, ``(N, T)``, with :math:`\sum_t r_{\theta,t} =
+    R_\theta(\tau)` (:func:`returns`): LQR :math:`-\tfrac12(x_t^\top Qx_t + u_t^\top Ru_t)`,
+    the terminal :math:`-\tfrac12x_T^\top Q_fx_T` added to the last step; action-sequence problems
+    :math:`-\theta\cdot\phi(x_t, a_t, x_{t+1})` from ``energy_model.step_energy`` (0 after
+    termination)."""
+    task = _task(problem)
+    return _step_rewards_fn(problem, task)(
+        problem, params, jnp.asarray(trajectories.states), jnp.asarray(trajectories.actions)
+    )
+
+
+def _step_rewards_fn(problem, task):
+    if task is _LQR:
+        return _lqr_step_rewards
+    if not hasattr(problem.energy_model, "step_energy"):
+        raise TypeError(
+            "`problem.energy_model` must have `step_energy(params, state, action, next_state)` "
+            f"for AIRL's per-step rewards; {type(problem.energy_model).__name__} has not."
+        )
+    return _sequence_step_rewards
+
+
+def _step_log_probs(policy, policy_params, states, actions):
+    horizon = actions.shape[1]
+    per_step = jax.vmap(
+        lambda t, x, u: policy.log_prob(policy_params, t, x, u), in_axes=(0, 1, 1), out_axes=1
+    )
+    return per_step(jnp.arange(horizon), states[:, :horizon], actions)
+
+
+def _airl_logits(task, rewards_fn, prob, params, shaping, step_log_q, trajectories, nu):
+    states, actions = trajectories.states, trajectories.actions
+    alive = _alive(task, actions)
+    values = jnp.einsum("ntp,tp->nt", shaping_features(states[:, :-1]), shaping)
+    # h_{t+1}(x_{t+1}); h_T = 0 and 0 at a terminal state (no decision follows)
+    next_alive = jnp.concatenate([alive[:, 1:], jnp.zeros_like(alive[:, :1])], axis=1)
+    next_values = jnp.concatenate([values[:, 1:], jnp.zeros_like(values[:, :1])], axis=1)
+    shaped = rewards_fn(prob, params, states, actions) + jnp.where(next_alive, next_values, 0.0)
+    logits = shaped - values - step_log_q - jnp.log(jnp.asarray(nu, values.dtype))
+    return logits, alive
+
+
+def airl_logits(problem, params, shaping, policy: Policy, policy_params, trajectories, nu=1):
+    r"""AIRL's per-step logits :math:`\ell_t = f_t - \log\pi_t(u_t\mid x_t) - \log\nu` with the
+    time-indexed shaped reward
+
+    .. math::
+
+        f_t(x_t, u_t, x_{t+1}) = r_{\theta,t}(x_t, u_t, x_{t+1}) + h_{t+1}(x_{t+1}) - h_t(x_t),
+        \qquad h_t(x) = \psi(x)^\top\eta_t,\quad h_T \equiv 0
+
+    (:math:`h` is also 0 at a terminal state), so that along a trajectory with :math:`L`
+    decisions :math:`\sum_t\ell_t = R_\theta(\tau) - h_0(x_0) - \log q(\tau) - L\log\nu`: AIRL is
+    GAN-GCL's trajectory discriminator factorised over steps, with :math:`h_0` in the place of
+    :math:`\zeta`. At the optimum with :math:`q = p_\theta`, :math:`f_t = \log\pi^*_t` and
+    :math:`h_t = V_t` (the soft value; exactly representable for LQR).
+
+    Args:
+        problem: as :func:`gan_gcl`.
+        params: :math:`\theta`.
+        shaping: ``(T, p)`` :math:`\eta`.
+        policy, policy_params: the generator (only its per-step log-probabilities enter).
+        trajectories: :class:`Demonstrations` (or a rollout batch).
+        nu: generated transitions per demonstrated one.
+
+    Returns:
+        ``(logits, alive)``, both ``(N, T)``; ``alive`` marks the decisions (the logits elsewhere
+        are meaningless).
+    """
+    task = _task(problem)
+    policy = _check_policy(policy, problem, task)
+    horizon = _horizon(problem)
+    trajectories = _check_demos(trajectories, policy, horizon)
+    shaping = _check_shaping(shaping, horizon, _state_dim(problem))
+    states, actions = jnp.asarray(trajectories.states), jnp.asarray(trajectories.actions)
+    step_log_q = _step_log_probs(policy, policy_params, states, actions)
+    return _airl_logits(
+        task,
+        _step_rewards_fn(problem, task),
+        problem,
+        params,
+        shaping,
+        step_log_q,
+        trajectories,
+        nu,
+    )
+
+
+def _shaping_width(state_dim: int) -> int:
+    return 1 + state_dim + state_dim * (state_dim + 1) // 2
+
+
+def _check_shaping(shaping, horizon: int, state_dim: int) -> jax.Array:
+    shaping = jnp.asarray(shaping)
+    width = _shaping_width(state_dim)
+    if shaping.shape != (horizon, width):
+        raise ValueError(
+            f"`shaping` must have shape (T, p) = ({horizon}, {width}) (shaping_features); got "
+            f"{shaping.shape}."
+        )
+    return shaping
+
+
+def _masked_log_loss(logits_data, alive_data, logits_samples, alive_samples):
+    total = jnp.sum(jnp.where(alive_data, jax.nn.softplus(-logits_data), 0.0)) + jnp.sum(
+        jnp.where(alive_samples, jax.nn.softplus(logits_samples), 0.0)
+    )
+    return total / logits_data.shape[0]
+
+
+def _masked_mean(values, mask):
+    return jnp.sum(jnp.where(mask, values, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
+
+
+def airl(
+    problem,
+    policy: Policy,
+    *,
+    nu: int = 1,
+    discriminator_optimizer: optax.GradientTransformation | None = None,
+    policy_optimizer: optax.GradientTransformation | None = None,
+    policy_steps: int = 1,
+    generator_samples: int = 64,
+    estimator: str = "auto",
+) -> Trainer:
+    r"""Adversarial inverse RL ([AIRL]; THEORY §9.4) on a continuous-state problem, finite horizon.
+
+    The discriminator classifies **transitions** :math:`(x_t, u_t, x_{t+1}, t)` of the
+    demonstrations against :math:`\nu` rollouts per demonstration of the generator, with
+    :math:`D = \sigma(\ell_t)` and the per-step logit of :func:`airl_logits`: the reward class is
+    the problem's own (:math:`r_\theta`, state-action), the shaping :math:`h_t = \psi^\top\eta_t`
+    a time-indexed quadratic (:func:`shaping_features`). Each ``update``: rollouts, one optax
+    step on :math:`(\theta, \eta)` of the log loss over the decisions (normalised by
+    :math:`N_d`), then ``policy_steps`` generator steps. The generator's AIRL reward
+    :math:`\log D - \log(1 - D) = f_t - \log\pi_t` (with :math:`\nu = 1`) sums along a trajectory
+    to :math:`R_\theta(\tau) - h_0(x_0) - \log q(\tau)`, so its step is the ELBO step of
+    :func:`gan_gcl` at the new :math:`\theta` (the :math:`h_0` term does not depend on the policy).
+
+    Consistent for :math:`\theta` where the reward class is well specified and the shaping class
+    holds the soft values (LQR: both hold); the finite-horizon, time-indexed shaping is what makes
+    :math:`h_t = V_t` exact (a stationary :math:`h` would be misspecified here).
+    :math:`h_0(x_0)` estimates :math:`\log Z(x_0)` like GAN-GCL's :math:`\zeta`.
+
+    Args:
+        problem: a deterministic LQR problem, or an action-sequence problem whose energy model
+            has ``step_energy`` (MountainCar).
+        policy: the generator (Gaussian for LQR, softmax for discrete actions).
+        nu: generated trajectories per demonstration.
+        discriminator_optimizer: optax transformation for :math:`(\theta, \eta)`; default
+            ``adam(0.05)``.
+        policy_optimizer: for the generator; default ``adam(0.05)``.
+        policy_steps: generator steps per update.
+        generator_samples: draws per start state in each generator step.
+        estimator: one of :data:`ESTIMATORS`.
+
+    Returns:
+        :class:`~ebm_ppl.adversarial.trainers.Trainer`: ``init(rng_key, params=None, *,
+        shaping=None, policy_params=None, batch=None) -> AIRLState`` (default shaping 0) and
+        ``update(rng_key, state, batch=None) -> (AIRLState, AIRLInfo)``.
+    """
+    task, policy, nu, policy_steps, k, estimator, default = _common(
+        problem, policy, nu, policy_steps, generator_samples, estimator
+    )
+    cfg = (policy_steps, k, estimator)
+    rewards_fn = _step_rewards_fn(problem, task)
+    disc_opt = _DEFAULT_OPTIMIZER if discriminator_optimizer is None else discriminator_optimizer
+    policy_opt = _DEFAULT_OPTIMIZER if policy_optimizer is None else policy_optimizer
+    horizon = _horizon(problem)
+    state_dim = _state_dim(problem)
+
+    def init(rng_key, params=None, *, shaping=None, policy_params=None, batch=None) -> AIRLState:
+        _batch(batch, default, policy, horizon)
+        params = problem.energy_model.init_params() if params is None else params
+        dtype = jnp.result_type(*jax.tree.leaves(params))
+        if policy_params is None:
+            policy_params = policy.init_params(rng_key, horizon, dtype)
+        if shaping is None:
+            shaping = jnp.zeros((horizon, _shaping_width(state_dim)), dtype)
+        shaping = _check_shaping(shaping, horizon, state_dim)
+        return AIRLState(
+            params=params,
+            shaping=shaping,
+            policy_params=policy_params,
+            disc_opt_state=disc_opt.init((params, shaping)),
+            policy_opt_state=policy_opt.init(policy_params),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    @jax.jit
+    def _update(prob, rng_key, state, demos):
+        key_draw, key_policy = jax.random.split(rng_key)
+        samples = _samples(key_draw, prob, task, policy, sg(state.policy_params), demos, nu)
+        pp = sg(state.policy_params)
+        lq_d = _step_log_probs(policy, pp, demos.states, demos.actions)
+        lq_s = _step_log_probs(policy, pp, samples.states, samples.actions)
+
+        def loss(ps):
+            params, shaping = ps
+            logits_d, alive_d = _airl_logits(
+                task, rewards_fn, prob, params, shaping, lq_d, demos, nu
+            )
+            logits_s, alive_s = _airl_logits(
+                task, rewards_fn, prob, params, shaping, lq_s, samples, nu
+            )
+            value = _masked_log_loss(logits_d, alive_d, logits_s, alive_s)
+            return value, (logits_d, alive_d, logits_s, alive_s)
+
+        ps = (state.params, state.shaping)
+        (d_loss, (logits_d, alive_d, logits_s, alive_s)), grads = jax.value_and_grad(
+            loss, has_aux=True
+        )(ps)
+        updates, disc_state = disc_opt.update(grads, state.disc_opt_state, ps)
+        params, shaping = optax.apply_updates(ps, updates)
+        policy_params, policy_state, estimates = _trainer_generator_steps(
+            prob, task, policy, policy_opt, params, state, key_policy, demos, lq_d.dtype, cfg
+        )
+        new = AIRLState(
+            params=params,
+            shaping=shaping,
+            policy_params=policy_params,
+            disc_opt_state=disc_state,
+            policy_opt_state=policy_state,
+            step=state.step + 1,
+        )
+        info = AIRLInfo(
+            discriminator_loss=d_loss,
+            elbo=estimates.elbo[-1],
+            elbo_stderr=estimates.stderr[-1],
+            log_z=shaping_features(jnp.asarray(demos.start_states, lq_d.dtype)) @ shaping[0],
+            mean_d_data=_masked_mean(jax.nn.sigmoid(logits_d), alive_d),
+            mean_d_samples=_masked_mean(jax.nn.sigmoid(logits_s), alive_s),
+            params=params,
+        )
+        return new, info
+
+    def update(rng_key, state, batch=None):
+        return _update(problem, rng_key, state, _batch(batch, default, policy, horizon))
+
+    return Trainer(init=init, update=update)
+
+
 def train(
     rng_key,
     trainer: Trainer,
@@ -1048,7 +1366,7 @@ def train(
 
     Args:
         rng_key: JAX key (split into one key per update).
-        trainer: from :func:`gan_gcl` or :func:`gcl`.
+        trainer: from :func:`gan_gcl`, :func:`gcl` or :func:`airl`.
         state: the trainer's state.
         batch: :class:`Demonstrations` (the same batch every update).
         num_steps: updates (int >= 1).
