@@ -121,6 +121,8 @@ AIRL_DISCOUNT = 0.9
 POSTERIOR_NAMES = ("nuts", "blackjax-nuts", "exchange", "sgld", "sghmc")
 r"""Posterior samplers by name; ``"plugin:<estimator>"`` adds the plug-in likelihood. ``nuts`` is
 the exact likelihood (tabular recursion, LQR closed form, a density's closed-form log Z);
+``exchange`` the exchange algorithm (tabular trajectory-level likelihoods; LQR, with exact
+soft-Riccati auxiliary draws: four times the draws, thinned by 4);
 ``sgld``/``sghmc`` are stochastic-gradient MCMC with persistent-chain :math:`\nabla\log Z`
 (approximate) on densities."""
 
@@ -144,7 +146,7 @@ METHODS_BY_KIND: dict[str, dict[str, tuple]] = {
     "lqr": {
         "estimator": ("exact", *_IMPORTANCE, *_SAMPLERS, "gan_zeta"),
         "trainer": ("gan_gcl", "gcl", "airl"),
-        "posterior": ("nuts",),
+        "posterior": ("nuts", "exchange"),
     },
     "torques": {
         "estimator": (*_IMPORTANCE, *_SAMPLERS),
@@ -928,6 +930,23 @@ def _sample_posterior(method: str, problem, key, draws: int, settings):
         )
         likelihood = f"plug-in {estimator.name} (biased, THEORY 7.4)"
         return _posterior_tree(result.positions, result.sample_stats, problem, method, likelihood)
+    if kind == "lqr" and method == "exchange":
+        from ebm_ppl.inference.exchange import sample_exchange
+
+        # a random walk: four times the draws (warm-up and kept), thinned by 4; started at the
+        # prior's centre, jittered per chain
+        centre = problem.energy_model.init_params()
+        keys = jax.random.split(jax.random.fold_in(key, 1), len(centre))
+        start = {
+            name: value + 0.1 * jax.random.normal(k, (2, *jnp.shape(value)), jnp.result_type(value))
+            for k, (name, value) in zip(keys, sorted(centre.items()), strict=True)
+        }
+        result = sample_exchange(
+            key, problem, None, start, num_warmup=4 * draws, num_samples=4 * draws
+        )
+        thinned = {name: value[:, ::4] for name, value in result.positions.items()}
+        stats = {name: value[:, ::4] for name, value in result.sample_stats.items()}
+        return _posterior_tree(thinned, stats, problem, method, "exact (exchange)")
     if kind == "lqr":
         from ebm_ppl.continuous import posterior_model
 

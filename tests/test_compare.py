@@ -233,10 +233,10 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
     """LQR (closed-form log Z), MountainCar (log Z by enumeration) and a toy2d density through the
     same grid: exact rows equal the closed forms, every other estimator row equals a direct call
     of make_estimator(...).run with the cell's key (thermodynamic integration aside: its own tests
-    check it against quadrature), and the MCMC methods (thermodynamic integration, PCD, SGLD) and
-    the continuous GAN-GCL and AIRL produce finite rows (the plug-in posterior of the
-    action-sequence problems runs in tests/logz/test_continuous.py). Methods that do not apply to
-    a problem are skipped, not failed."""
+    check it against quadrature), and the MCMC methods (thermodynamic integration, PCD, SGLD), the
+    exchange algorithm on LQR and the continuous GAN-GCL and AIRL produce finite rows (the
+    plug-in posterior of the action-sequence problems runs in tests/logz/test_continuous.py).
+    Methods that do not apply to a problem are skipped, not failed."""
     from ebm_ppl.models import lqr, mountaincar
 
     key = jax.random.key(11)
@@ -250,7 +250,7 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
         problems,
         estimators=("exact", "importance", "particle_smc", "thermodynamic_integration"),
         trainers=("gan_gcl", "airl", "pcd"),
-        posteriors=("sgld",),
+        posteriors=("sgld", "exchange"),
         num_seeds=1,
         budgets=(32,),
         steps=3,
@@ -269,6 +269,7 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
         ("lqr", "estimator", "thermodynamic_integration"),
         ("lqr", "trainer", "gan_gcl"),
         ("lqr", "trainer", "airl"),
+        ("lqr", "posterior", "exchange"),
         ("mountaincar", "estimator", "exact"),
         ("mountaincar", "estimator", "importance"),
         ("mountaincar", "estimator", "particle_smc"),
@@ -300,5 +301,6 @@ def test_control_problems_and_mcmc_methods_run_beside_the_others(tmp_path):
         assert np.isfinite(car_row["zeta_error"])
     assert -1 <= trainers["toy2d", "pcd"]["energy_pearson"] <= 1
     posteriors = {r["problem"]: r for r in rows if r["kind"] == "posterior"}
-    assert 0 <= posteriors["toy2d"]["coverage"] <= 1 and posteriors["toy2d"]["w1"] >= 0
+    for name in ("toy2d", "lqr"):  # SGLD; the exchange algorithm against exact NUTS
+        assert 0 <= posteriors[name]["coverage"] <= 1 and posteriors[name]["w1"] >= 0
     assert lqr_problem.system.is_deterministic()

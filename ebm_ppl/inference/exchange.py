@@ -12,7 +12,15 @@ auxiliary data :math:`y_{1:N}\sim p_{\theta'}` **exactly** (one per demonstratio
     {\pi(\theta)\prod_i f_\theta(x_i)\prod_i f_{\theta'}(y_i)}\Big\}.
 
 Every :math:`Z` cancels (so do the base measures :math:`b`), and the chain targets the **exact**
-posterior: no estimator, no bias. It is the reference sampler for checking approximate methods
+posterior: no estimator, no bias.
+
+Problems: tabular ones (auxiliary data by the exact backward-recursion sampler) and
+linear-Gaussian ones (:class:`~ebm_ppl.continuous.LinearGaussianProblem`, auxiliary
+trajectories drawn exactly from the trajectory-level soft-Riccati solution from each
+demonstration's :math:`x_0`, THEORY §8.1; :math:`f_\theta = e^{-c_\theta}` times the dynamics
+density, which cancels). For LQR the ``"trajectory"`` model is the problem's likelihood when
+``problem.model == "trajectory"`` or the dynamics are deterministic (then it equals the causal
+one). It is the reference sampler for checking approximate methods
 when :math:`Z` is hard but exact simulation is easy. It does not apply to the causal model with
 stochastic dynamics (that likelihood is already normalised and needs no exchange step).
 Acceptance degrades as :math:`N` grows.
@@ -35,6 +43,8 @@ from jax.flatten_util import ravel_pytree
 from numpyro.infer.util import log_density
 
 from ebm_ppl._validation import check_choice
+from ebm_ppl.continuous import LinearGaussianProblem
+from ebm_ppl.exact import lqr as exact_lqr
 from ebm_ppl.exact.sampling import sample_trajectories
 from ebm_ppl.exact.trajectory import _map_batch, trajectory_return
 from ebm_ppl.inference.base import PosteriorDraws
@@ -68,8 +78,27 @@ def _log_prior(problem, unravel, position):
 
 def _log_f(problem, unravel, position, observed):
     """:math:`\\sum_i R_\\theta(\\tau_i)` (the base measure cancels in every ratio)."""
-    reward = problem.energy_model.reward(unravel(position))
+    params = unravel(position)
+    if isinstance(problem, LinearGaussianProblem):
+        return jnp.sum(problem.energy_model.reward(params, observed.states, observed.controls))
+    reward = problem.energy_model.reward(params)
     return _map_batch(lambda tau: trajectory_return(problem.mdp, reward, tau), observed).sum()
+
+
+def _auxiliary(rng_key, problem, params, demos, model):
+    """Exact draws of :math:`p_{\\theta}`, one per demonstration (from its start state for the
+    conditional model)."""
+    if isinstance(problem, LinearGaussianProblem):
+        solution = exact_lqr.soft_riccati(
+            problem.system, problem.cost_matrices(params), model="trajectory"
+        )
+        return exact_lqr.sample_trajectories(rng_key, problem.system, solution, demos.states[:, 0])
+    reward = problem.energy_model.reward(params)
+    if model == "trajectory":
+        return sample_trajectories(rng_key, problem.mdp, reward, model=model, s0=demos[:, 0, 0])
+    return sample_trajectories(
+        rng_key, problem.mdp, reward, model=model, num_samples=demos.shape[0]
+    )
 
 
 def init(position, problem, demos, unravel) -> ExchangeState:
@@ -85,13 +114,7 @@ def step(rng_key, state: ExchangeState, problem, demos, unravel, *, model: str, 
     """One exchange move with a Gaussian random-walk proposal of scale ``scale``."""
     key_move, key_aux, key_accept = jax.random.split(rng_key, 3)
     proposal = state.position + scale * jax.random.normal(key_move, state.position.shape)
-    reward_new = problem.energy_model.reward(unravel(proposal))
-    if model == "trajectory":
-        aux = sample_trajectories(key_aux, problem.mdp, reward_new, model=model, s0=demos[:, 0, 0])
-    else:
-        aux = sample_trajectories(
-            key_aux, problem.mdp, reward_new, model=model, num_samples=demos.shape[0]
-        )
+    aux = _auxiliary(key_aux, problem, unravel(proposal), demos, model)
     new_log_prior = _log_prior(problem, unravel, proposal)
     new_log_f_data = _log_f(problem, unravel, proposal, demos)
     log_ratio = (
@@ -164,9 +187,11 @@ def sample_exchange(
 
     Args:
         rng_key: JAX key.
-        problem: a tabular :class:`~ebm_ppl.problems.Problem` (its energy model's prior must be
+        problem: a tabular :class:`~ebm_ppl.problems.Problem` or a
+            :class:`~ebm_ppl.continuous.LinearGaussianProblem` (its energy model's prior must be
             on unconstrained parameters, as every built-in energy model's is).
-        demos: validated ``(N, T + 1, 2)`` demonstrations.
+        demos: validated ``(N, T + 1, 2)`` demonstrations (tabular), or
+            :class:`~ebm_ppl.spaces.linear_gaussian.GaussianTrajectories` (LQR).
         start: site dict of ``(num_chains, *site_shape)`` starting values.
         model: ``"trajectory"`` (auxiliary data from the demos' start states) or
             ``"trajectory_global"``.
@@ -179,6 +204,10 @@ def sample_exchange(
         :math:`Z` terms) and ``step_size`` (the frozen random-walk scale).
     """
     check_choice("model", model, MODELS)
+    if isinstance(problem, LinearGaussianProblem):
+        demos = _lqr_demos(problem, demos, model)
+    else:
+        demos = jnp.asarray(demos)
     template = problem.energy_model.init_params()
     _, unravel = ravel_pytree(template)
     flat_start = jax.vmap(lambda p: ravel_pytree(p)[0])(start)
@@ -188,7 +217,7 @@ def sample_exchange(
         keys,
         flat_start,
         problem,
-        jnp.asarray(demos),
+        demos,
         unravel=_Unravel(unravel, template),
         model=model,
         num_warmup=int(num_warmup),
@@ -200,6 +229,33 @@ def sample_exchange(
         sample_stats={name: np.asarray(value) for name, value in stats.items()},
         info={"model": model, "target_acceptance": TARGET_ACCEPTANCE},
     )
+
+
+def _lqr_demos(problem, demos, model):
+    """Validated LQR demonstrations for the exchange step (the conditional model only)."""
+    from ebm_ppl.spaces.linear_gaussian import validate_trajectories
+
+    if model != "trajectory":
+        raise ValueError(
+            "an LQR problem's likelihood is conditional on x_0: `model` must be 'trajectory'; "
+            f"got {model!r}."
+        )
+    if problem.model != "trajectory" and not problem.system.is_deterministic():
+        raise ValueError(
+            "the exchange algorithm needs a likelihood f(x)/Z(theta): for an LQR problem with "
+            "noise that is the trajectory-level model; this problem's model is "
+            f"{problem.model!r} (use NUTS on its exact likelihood, or problem.replace(model="
+            "'trajectory'))."
+        )
+    demos = problem.demos if demos is None else demos
+    if demos is None:
+        raise ValueError(f"`demos` is None and problem {problem.name!r} has no demonstrations.")
+    demos = validate_trajectories(problem.system, demos, name="demos")
+    if jnp.ndim(demos.states) != 3:
+        raise ValueError(
+            f"`demos.states` must have one batch axis (N, T + 1, n); got {demos.states.shape}."
+        )
+    return jax.tree.map(jnp.asarray, demos)
 
 
 class _Unravel:

@@ -14,6 +14,7 @@ from numpyro.infer import MCMC, NUTS
 from ebm_ppl.continuous import LinearGaussianProblem, posterior_model
 from ebm_ppl.energy.quadratic import QuadraticCost
 from ebm_ppl.exact import lqr as exact
+from ebm_ppl.inference.exchange import sample_exchange
 from ebm_ppl.logz.importance import draw_weighted, iwae_estimate
 from ebm_ppl.models import lqr
 from ebm_ppl.spaces.linear_gaussian import GaussianTrajectories, to_observed
@@ -106,6 +107,39 @@ def _marginals(axes, log_post):
     return out
 
 
+def _grid_marginals(problem):
+    """Marginals on a 200 x 200 grid over +-8 posterior sd (a coarse pass finds the box)."""
+    coarse_axes, coarse = _log_posterior_grid(problem, (0.0, 0.0), (4.0, 4.0))
+    coarse_marginals = _marginals(coarse_axes, coarse)
+    centre = [m[2] for m in coarse_marginals]
+    half_width = [8 * m[3] for m in coarse_marginals]
+    axes, log_post = _log_posterior_grid(problem, centre, half_width)
+    weights = np.exp(log_post - log_post.max())
+    edge = weights[[0, -1]].sum() + weights[:, [0, -1]].sum()
+    assert edge / weights.sum() < 1e-6  # the box holds the mass (the small-q tail is the longest)
+    return _marginals(axes, log_post)
+
+
+def _check_against_grid(marginals, draws, min_ess=400):
+    """DESIGN §5: means within 4 MCSE + grid spacing, 5/50/95 % quantiles within 4 MCSE_q +
+    spacing (draws ``(chains, samples)`` per site)."""
+    for (grid, mass, mean, _), name in zip(marginals, ("log_q", "log_r"), strict=True):
+        chains = np.asarray(draws[name])
+        ess = float(effective_sample_size(chains))
+        assert ess > min_ess, (name, ess)
+        flat = chains.ravel()
+        spacing = grid[1] - grid[0]
+        mcse = flat.std(ddof=1) / math.sqrt(ess)
+        assert abs(flat.mean() - mean) <= 4 * mcse + spacing, (name, flat.mean(), mean, mcse)
+        cdf = np.cumsum(mass)
+        for p in (0.05, 0.5, 0.95):
+            grid_q = float(np.interp(p, cdf, grid))
+            density = float(np.interp(grid_q, grid, mass)) / spacing
+            mcse_q = math.sqrt(p * (1 - p) / ess) / density
+            sampled_q = float(np.quantile(flat, p))
+            assert abs(sampled_q - grid_q) <= 4 * mcse_q + spacing, (name, p, sampled_q, grid_q)
+
+
 def test_nuts_matches_grid_posterior():
     """Scalar system with noise (T = 2, random starts, 30 exact causal demonstrations). NUTS on
     the exact causal likelihood vs a 200 x 200 grid over +-8 posterior sd (DESIGN §5): means
@@ -114,16 +148,7 @@ def test_nuts_matches_grid_posterior():
         jax.random.key(4), system="scalar", noise=0.2, horizon=2, initial_std=0.5, num_demos=30
     )
     _check_scalar_problem(problem)
-    coarse_axes, coarse = _log_posterior_grid(problem, (0.0, 0.0), (4.0, 4.0))
-    coarse_marginals = _marginals(coarse_axes, coarse)
-    centre = [m[2] for m in coarse_marginals]
-    half_width = [8 * m[3] for m in coarse_marginals]
-    axes, log_post = _log_posterior_grid(problem, centre, half_width)
-    marginals = _marginals(axes, log_post)
-    weights = np.exp(log_post - log_post.max())
-    edge = weights[[0, -1]].sum() + weights[:, [0, -1]].sum()
-    assert edge / weights.sum() < 1e-6  # the box holds the mass (the small-q tail is the longest)
-
+    marginals = _grid_marginals(problem)
     mcmc = MCMC(
         NUTS(posterior_model),
         num_warmup=500,
@@ -134,22 +159,39 @@ def test_nuts_matches_grid_posterior():
     )
     mcmc.run(jax.random.key(7), problem)
     samples = mcmc.get_samples(group_by_chain=True)
-    draws = {"log_q": samples["log_q"][..., 0], "log_r": samples["log_r"][..., 0]}
-    for (grid, mass, mean, _), name in zip(marginals, ("log_q", "log_r"), strict=True):
-        chains = np.asarray(draws[name])
-        ess = float(effective_sample_size(chains))
-        assert ess > 400, (name, ess)
-        flat = chains.ravel()
-        spacing = grid[1] - grid[0]
-        mcse = flat.std(ddof=1) / math.sqrt(ess)
-        assert abs(flat.mean() - mean) <= 4 * mcse + spacing, (name, flat.mean(), mean, mcse)
-        cdf = np.cumsum(mass)
-        for p in (0.05, 0.5, 0.95):
-            grid_q = float(np.interp(p, cdf, grid))
-            density = float(np.interp(grid_q, grid, mass)) / spacing
-            mcse_q = math.sqrt(p * (1 - p) / ess) / density
-            nuts_q = float(np.quantile(flat, p))
-            assert abs(nuts_q - grid_q) <= 4 * mcse_q + spacing, (name, p, nuts_q, grid_q)
+    _check_against_grid(
+        marginals, {"log_q": samples["log_q"][..., 0], "log_r": samples["log_r"][..., 0]}
+    )
+
+
+def test_exchange_matches_grid_posterior():
+    """The exchange algorithm on the trajectory-level model of the same noisy scalar system
+    (30 exact trajectory-level demonstrations from random starts; auxiliary data drawn exactly
+    from the tilted soft-Riccati solution at each demonstration's x_0, so every Z(theta, x_0)
+    cancels): the same grid checks as NUTS, against the grid of the trajectory-level likelihood.
+    The causal model with noise is refused (its likelihood is not f(x)/Z(theta))."""
+    problem = lqr.make_problem(
+        jax.random.key(4),
+        system="scalar",
+        noise=0.2,
+        horizon=2,
+        initial_std=0.5,
+        num_demos=30,
+        model="trajectory",
+    )
+    marginals = _grid_marginals(problem)
+    start = {"log_q": jnp.zeros((4, 1)), "log_r": jnp.zeros((4, 1))}
+    draws = sample_exchange(
+        jax.random.key(7), problem, None, start, num_warmup=1000, num_samples=4000
+    )
+    assert abs(float(np.mean(draws.sample_stats["acceptance_rate"])) - 0.3) < 0.1
+    _check_against_grid(
+        marginals, {name: draws.positions[name][..., 0] for name in ("log_q", "log_r")}
+    )
+    with pytest.raises(ValueError, match="trajectory-level model"):
+        sample_exchange(jax.random.key(0), problem.replace(model="causal"), None, start)
+    with pytest.raises(ValueError, match="`model` must be 'trajectory'"):
+        sample_exchange(jax.random.key(0), problem, None, start, model="trajectory_global")
 
 
 # ---------------------------------------------------------------------------- Jensen bias
