@@ -17,9 +17,10 @@ a problem is skipped with a note:
   adversarial ``gan_gcl``, ``gcl``, ``airl``, ``gail`` — EPIC and hard EVD of the learned reward
   against the truth (GAIL: the EVD of its own policy only), and for GAN-GCL
   :math:`|\zeta - \log Z|` of the learned reward (for GCL the mixture :math:`\log\hat Z` it
-  used); on LQR and MountainCar ``gan_gcl``, ``gcl`` and ``airl`` with linear-Gaussian / linear
-  softmax generators — the relative error of the learned cost parameters and
-  :math:`|\zeta - \log Z|` (AIRL: :math:`h_0`; exact log Z of the learned cost); on densities
+  used); on LQR, Pendulum and MountainCar ``gan_gcl``, ``gcl`` and ``airl`` with linear-Gaussian
+  (Pendulum: squashed into the torque box) / linear softmax generators — the relative error of
+  the learned cost parameters and :math:`|\zeta - \log Z|` (AIRL: :math:`h_0`; exact log Z of
+  the learned cost, where known); on densities
   the contrastive ``nce``, ``gan_ebm``, ``fce`` and the MCMC ``cd`` (CD-1) and ``pcd`` — the
   parameter error, the Pearson correlation of the
   learned with the true energy where the true density exceeds 1e-3 (2-D), and for the
@@ -104,8 +105,8 @@ ESTIMATOR_NAMES = (
 
 TRAINER_NAMES = ("gan_gcl", "gcl", "airl", "gail", "nce", "gan_ebm", "fce", "cd", "pcd")
 r"""Trainers the harness can build by name: the adversarial ``gan_gcl`` and ``gcl`` (tabular
-problems with ``discount == 1``, LQR, MountainCar), ``airl`` (tabular; and on LQR and
-MountainCar the finite-horizon form with time-indexed shaping,
+problems with ``discount == 1``, LQR, Pendulum, MountainCar), ``airl`` (tabular; and on LQR,
+Pendulum and MountainCar the finite-horizon form with time-indexed shaping,
 :func:`ebm_ppl.adversarial.continuous.airl`), ``gail`` (tabular), and on
 densities in :math:`\mathbb R^d` the contrastive ``nce``, ``gan_ebm``, ``fce`` and the MCMC
 ``cd`` (CD-1) and ``pcd`` (persistent chains).
@@ -149,8 +150,8 @@ METHODS_BY_KIND: dict[str, dict[str, tuple]] = {
         "posterior": ("nuts", "exchange"),
     },
     "torques": {
-        "estimator": (*_IMPORTANCE, *_SAMPLERS),
-        "trainer": (),
+        "estimator": (*_IMPORTANCE, *_SAMPLERS, "gan_zeta"),
+        "trainer": ("gan_gcl", "gcl", "airl"),
         "posterior": ("plugin:",),
     },
     "discrete_actions": {
@@ -169,7 +170,8 @@ r"""Problem kind -> cell kind -> the methods that apply (``"plugin:"``: any plug
   importance family under the Gaussian fitted to the demonstrations' torques on the box
   (:func:`~ebm_ppl.logz.control.moment_matched_box_proposal`; uniform without demonstrations),
   the samplers from the uniform base measure; no exact value (errors are NaN, the spread and the
-  standard errors remain).
+  standard errors remain); ``gan_zeta`` and the trainers use a linear-Gaussian policy squashed
+  into the torque box (``linear_gaussian(2, 1, bound=2.0)``).
 * ``discrete_actions`` (MountainCar): per start state under uniform action sequences
   (:func:`~ebm_ppl.logz.control.sequence_proposal`), ``particle_smc`` is
   :func:`~ebm_ppl.logz.control.sequence_smc` over time, ``exact`` enumerates the :math:`A^T`
@@ -356,9 +358,14 @@ def _num_actions(problem) -> int:
 def _control_policy(problem):
     from ebm_ppl.policies import linear_gaussian, linear_softmax
 
-    if problem_kind(problem) == "lqr":
+    kind = problem_kind(problem)
+    if kind == "lqr":
         return linear_gaussian(problem.system.state_dim, problem.system.control_dim)
-    return linear_softmax(problem.start_states.shape[-1], _num_actions(problem))
+    starts = np.asarray(problem.start_states, np.float64)
+    if kind == "torques":  # squashed into the torque box, inputs centred on the starts
+        bound = float(problem.energy_model.dynamics.max_torque)
+        return linear_gaussian(starts.shape[-1], 1, bound=bound, loc=starts.mean(axis=0))
+    return linear_softmax(starts.shape[-1], _num_actions(problem))
 
 
 def _controls_view(problem):

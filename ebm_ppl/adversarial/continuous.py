@@ -26,9 +26,12 @@ with deterministic dynamics, where it equals the causal one.
 * :class:`~ebm_ppl.envs.classic_control.ActionSequenceProblem` with discrete actions, e.g.
   MountainCar (:math:`R_\theta = -E_\theta`; softmax policies; the start table is
   ``problem.start_states``; after the goal the actions are ``-1`` and add nothing, THEORY §0.4).
-  The energy model needs ``transition(state, action)``. Bounded continuous actions (the
-  pendulum's uniform base measure on :math:`[-2, 2]^T`) are not served: a Gaussian generator
-  puts mass outside the box, where :math:`p_\theta = 0` (a squashed policy would be needed).
+  The energy model needs ``transition(state, action)``.
+* The pendulum (:mod:`models.pendulum`: torques in the box :math:`[-\bar u, \bar u]^T` with a
+  uniform base measure) with **squashed** Gaussian policies (``linear_gaussian(2, 1,
+  bound=2.0)``: :math:`u = \bar u\tanh z`, so the generator's support is the box, where
+  :math:`p_\theta > 0`); :math:`R_\theta = -E_\theta - T\log 2\bar u`, the log density
+  w.r.t. Lebesgue measure up to :math:`\log Z`, matching the policy's Lebesgue log-density.
 
 **Generator step** (:func:`generator_elbo`, :func:`fit_generator`): maximise the Monte Carlo ELBO
 
@@ -91,7 +94,9 @@ from ebm_ppl.continuous import LinearGaussianProblem
 from ebm_ppl.envs.classic_control import (
     ActionSequenceProblem,
     MountainCarParams,
+    PendulumParams,
     mountaincar_terminated,
+    pendulum_step,
 )
 from ebm_ppl.logz.base import LogZEstimator, LogZResult
 from ebm_ppl.logz.importance import _mixture_one
@@ -267,7 +272,27 @@ def _sequence_terminated(problem):
     return lambda x: mountaincar_terminated(x, dynamics)
 
 
+def _pendulum_returns(problem, params, states, actions):
+    """:math:`-E_\\theta(u; x_0) - T\\log 2\\bar u`: the log density of :math:`p_\\theta` w.r.t.
+    Lebesgue measure on the box up to :math:`\\log Z` (the generator's log-probabilities are
+    Lebesgue densities too)."""
+    model = problem.energy_model
+    energy = jax.vmap(model.energy, in_axes=(None, 0, 0))
+    log_base = model.horizon * jnp.log(2 * jnp.asarray(model.dynamics.max_torque, states.dtype))
+    return -energy(params, actions[..., 0], states[:, 0]) - log_base
+
+
+def _pendulum_step(problem):
+    dynamics = problem.energy_model.dynamics
+
+    def step(x, u):
+        return pendulum_step(x, u[0], dynamics)
+
+    return step
+
+
 _LQR = _Task("gaussian", _lqr_returns, _lqr_step, None)
+_PENDULUM = _Task("gaussian", _pendulum_returns, _pendulum_step, None)
 _SEQUENCE = _Task("softmax", _sequence_returns, _sequence_step, None)
 _MOUNTAINCAR = _Task("softmax", _sequence_returns, _sequence_step, _sequence_terminated)
 
@@ -283,6 +308,8 @@ def _task(problem) -> _Task:
         return _LQR
     if isinstance(problem, ActionSequenceProblem):
         model = problem.energy_model
+        if isinstance(getattr(model, "dynamics", None), PendulumParams):
+            return _PENDULUM
         if not hasattr(model, "transition"):
             raise TypeError(
                 "`problem.energy_model` must have `transition(state, action)` (one deterministic "
@@ -329,6 +356,20 @@ def _check_policy(policy, problem, task: _Task) -> Policy:
         raise ValueError(
             f"`policy` has action_dim {policy.action_dim}; the system has m = "
             f"{problem.system.control_dim} controls."
+        )
+    bound = getattr(policy, "bound", None)
+    if task is _PENDULUM:
+        torque = float(problem.energy_model.dynamics.max_torque)
+        if policy.action_dim != 1 or bound is None or not np.isclose(bound, torque):
+            raise ValueError(
+                f"`policy` must be a squashed Gaussian policy with one action and bound = "
+                f"{torque} (the torque box: p_theta is 0 outside it), e.g. linear_gaussian(2, 1, "
+                f"bound={torque}); got action_dim {policy.action_dim}, bound {bound}."
+            )
+    elif isinstance(problem, LinearGaussianProblem) and bound is not None:
+        raise ValueError(
+            "`policy` must be unbounded for an LQR problem (p_theta has mass on all of R^m); got "
+            f"a squashed policy with bound {bound}."
         )
     if isinstance(problem, ActionSequenceProblem):
         model = problem.energy_model
@@ -413,18 +454,23 @@ def demonstrations(problem, demos=None) -> Demonstrations:
     actions = jnp.asarray(demos)
     start_states = jnp.asarray(problem.start_states)
     num_starts = start_states.shape[0]
+    torques = task is _PENDULUM
     if (
         actions.ndim != 3
         or actions.shape[0] != num_starts
         or actions.shape[2] != horizon
-        or not jnp.issubdtype(actions.dtype, jnp.integer)
+        or jnp.issubdtype(actions.dtype, jnp.integer) == torques
     ):
+        kind = "float torques" if torques else "integer actions"
         raise ValueError(
-            f"`demos` must be integer actions of shape (S, M, T) = ({num_starts}, M, {horizon}); "
+            f"`demos` must be {kind} of shape (S, M, T) = ({num_starts}, M, {horizon}); "
             f"got {actions.dtype} {actions.shape}."
         )
     per_start = actions.shape[1]
-    actions = actions.reshape(-1, horizon).astype(jnp.int32)
+    if torques:  # Gaussian policies take actions (..., T, m) with m = 1
+        actions = actions.reshape(-1, horizon, 1).astype(start_states.dtype)
+    else:
+        actions = actions.reshape(-1, horizon).astype(jnp.int32)
     groups = jnp.repeat(jnp.arange(num_starts, dtype=jnp.int32), per_start)
     x0 = start_states[groups]
     terminated = None if task.terminated is None else task.terminated(problem)
@@ -1116,16 +1162,25 @@ def step_rewards(problem, params, trajectories) -> jax.Array:
     R_\theta(\tau)` (:func:`returns`): LQR :math:`-\tfrac12(x_t^\top Qx_t + u_t^\top Ru_t)`,
     the terminal :math:`-\tfrac12x_T^\top Q_fx_T` added to the last step; action-sequence problems
     :math:`-\theta\cdot\phi(x_t, a_t, x_{t+1})` from ``energy_model.step_energy`` (0 after
-    termination)."""
+    termination); the pendulum :math:`-w\cdot\phi(x_t, u_t) - \log 2\bar u`."""
     task = _task(problem)
     return _step_rewards_fn(problem, task)(
         problem, params, jnp.asarray(trajectories.states), jnp.asarray(trajectories.actions)
     )
 
 
+def _pendulum_step_rewards(problem, params, states, actions):
+    model = problem.energy_model
+    features = jax.vmap(model.step_features)(actions[..., 0], states[:, 0])  # (N, T, 3)
+    log_base = jnp.log(2 * jnp.asarray(model.dynamics.max_torque, features.dtype))
+    return -(features @ model.weights(params).astype(features.dtype)) - log_base
+
+
 def _step_rewards_fn(problem, task):
     if task is _LQR:
         return _lqr_step_rewards
+    if task is _PENDULUM:
+        return _pendulum_step_rewards
     if not hasattr(problem.energy_model, "step_energy"):
         raise TypeError(
             "`problem.energy_model` must have `step_energy(params, state, action, next_state)` "

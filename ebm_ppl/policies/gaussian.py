@@ -18,7 +18,11 @@ the static settings, the parameters are a plain pytree whose every leaf has a le
 
   and :meth:`Policy.sample` draws :math:`u = \mu_t(x) + L_t\varepsilon`,
   :math:`\varepsilon\sim\mathcal N(0, I_m)`, which is **reparameterised**: ``jax.grad`` through
-  a rollout gives the pathwise gradient.
+  a rollout gives the pathwise gradient. With ``bound`` :math:`\bar u` (bounded torques, e.g.
+  the pendulum's box) the action is squashed, :math:`u = \bar u\tanh z` with :math:`z` the
+  Gaussian draw, and the log-density (Lebesgue on :math:`(-\bar u, \bar u)^m`) gains the
+  Jacobian, :math:`\log\pi_t(u\mid x) = \log\mathcal N(z) - \sum_i\log(\bar u
+  \operatorname{sech}^2 z_i)` with :math:`z = \operatorname{artanh}(u/\bar u)`.
 * :func:`linear_softmax` and :func:`mlp_softmax`: :math:`\pi_t(a\mid x) =
   \mathrm{softmax}(\ell_t(x))_a` over ``A`` actions, with logits :math:`\ell_t(x) = W_t\tilde x +
   b_t` or an MLP of :math:`\tilde x`. Sampling (Gumbel-max) is not differentiable (use a
@@ -116,6 +120,8 @@ class Policy(NamedTuple):
         trajectory_log_prob: ``(params, states, actions) -> (...)``:
             :math:`\\sum_t\\log\\pi_t(u_t\\mid x_t)` of given trajectories (states ``(..., T + 1,
             n)`` or ``(..., T, n)``), e.g. at demonstrations.
+        bound: :math:`\\bar u` of a squashed Gaussian policy (actions in
+            :math:`(-\\bar u, \\bar u)^m`), else ``None``.
     """
 
     kind: str
@@ -126,6 +132,7 @@ class Policy(NamedTuple):
     sample: Callable
     rollout: Callable
     trajectory_log_prob: Callable
+    bound: float | None = None
 
 
 # ---------------------------------------------------------------------------- checks
@@ -389,7 +396,17 @@ def _make_trajectory_log_prob(log_prob, state_dim: int, action_dim: int, discret
 
 
 # ---------------------------------------------------------------------------- Gaussian
-def _gaussian(mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale):
+def _log_squash_jacobian(z, bound):
+    """:math:`\\sum_i\\log(\\bar u\\operatorname{sech}^2 z_i)`, stably
+    (:math:`\\log\\operatorname{sech}^2 z = 2\\log 2 - 2|z| - 2\\log(1 + e^{-2|z|})`)."""
+    abs_z = jnp.abs(z)
+    log_sech2 = 2 * math.log(2.0) - 2 * abs_z - 2 * jnp.log1p(jnp.exp(-2 * abs_z))
+    return jnp.sum(math.log(bound) + log_sech2, axis=-1)
+
+
+def _gaussian(
+    mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale, bound=None
+):
     def normalise(x):
         return (x - jnp.asarray(loc, x.dtype)) / jnp.asarray(scale, x.dtype)
 
@@ -410,6 +427,18 @@ def _gaussian(mean_fn, init_mean, state_dim, action_dim, covariance, init_std, l
         u = jnp.asarray(u)
         if u.ndim < 1 or u.shape[-1] != action_dim:
             raise ValueError(f"`u` must have shape (..., m) with m = {action_dim}; got {u.shape}.")
+        if bound is not None:  # z = artanh(u / bound); -inf outside the open box
+            inside = jnp.all(jnp.abs(u) < bound, axis=-1)
+            latent = jnp.arctanh(jnp.clip(u / bound, -1.0, 1.0))
+            latent = jnp.where(inside[..., None], latent, 0.0)
+            return jnp.where(
+                inside,
+                _gaussian_log_prob(slice_params, x, latent) - _log_squash_jacobian(latent, bound),
+                -jnp.inf,
+            )
+        return _gaussian_log_prob(slice_params, x, u)
+
+    def _gaussian_log_prob(slice_params, x, u):
         residual = u - _mean(slice_params, x)
         if covariance == "diagonal":
             z = residual * jnp.exp(-slice_params["log_std"])
@@ -437,6 +466,8 @@ def _gaussian(mean_fn, init_mean, state_dim, action_dim, covariance, init_std, l
             u = mean + eps @ _scale_tril(slice_params, covariance).T
         log_det = jnp.sum(_log_diag(slice_params, covariance))
         log_pi = -0.5 * jnp.sum(eps**2, axis=-1) - log_det - 0.5 * action_dim * _LOG_2PI
+        if bound is not None:
+            return bound * jnp.tanh(u), log_pi - _log_squash_jacobian(u, bound)
         return u, log_pi
 
     def sample(rng_key, params, t, x):
@@ -458,6 +489,7 @@ def _gaussian(mean_fn, init_mean, state_dim, action_dim, covariance, init_std, l
         trajectory_log_prob=_make_trajectory_log_prob(
             log_prob, state_dim, action_dim, discrete=False
         ),
+        bound=bound,
     )
 
 
@@ -469,6 +501,7 @@ def linear_gaussian(
     init_std: float = 1.0,
     loc=None,
     scale=None,
+    bound: float | None = None,
 ) -> Policy:
     r"""Time-indexed linear-Gaussian policy :math:`\pi_t(u\mid x) = \mathcal N(K_t\tilde x + k_t,
     L_tL_t^\top)` (module docstring).
@@ -489,6 +522,8 @@ def linear_gaussian(
         init_std: initial standard deviation of every action coordinate (> 0).
         loc: ``(n,)`` or scalar input shift (default 0).
         scale: ``(n,)`` or scalar input scale > 0 (default 1).
+        bound: :math:`\bar u > 0`: squash the actions into :math:`(-\bar u, \bar u)^m`
+            (module docstring); default unbounded.
 
     Returns:
         :class:`Policy` with ``kind="gaussian"``.
@@ -509,7 +544,10 @@ def linear_gaussian(
     def mean_fn(slice_params, x):
         return x @ slice_params["gain"].T + slice_params["bias"]
 
-    return _gaussian(mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale)
+    bound = None if bound is None else _check_positive("bound", bound)
+    return _gaussian(
+        mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale, bound
+    )
 
 
 def mlp_gaussian(
@@ -522,6 +560,7 @@ def mlp_gaussian(
     init_std: float = 1.0,
     loc=None,
     scale=None,
+    bound: float | None = None,
 ) -> Policy:
     r"""Time-indexed Gaussian policy with an MLP mean, :math:`\pi_t(u\mid x) =
     \mathcal N(\mathrm{MLP}_t(\tilde x), L_tL_t^\top)` (module docstring).
@@ -539,6 +578,7 @@ def mlp_gaussian(
         init_std: initial standard deviation (> 0).
         loc: input shift ``(n,)`` or scalar.
         scale: input scale ``(n,)`` or scalar (> 0).
+        bound: :math:`\bar u > 0` squashes the actions (as :func:`linear_gaussian`).
 
     Returns:
         :class:`Policy` with ``kind="gaussian"``.
@@ -558,7 +598,10 @@ def mlp_gaussian(
     def mean_fn(slice_params, x):
         return _mlp_apply(slice_params["layers"], x, activation)
 
-    return _gaussian(mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale)
+    bound = None if bound is None else _check_positive("bound", bound)
+    return _gaussian(
+        mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale, bound
+    )
 
 
 def linear_gaussian_params(gain, bias, cov, *, covariance: str = "cholesky") -> dict:
