@@ -18,21 +18,25 @@ a problem is skipped with a note:
   against the truth (GAIL: the EVD of its own policy only), and for GAN-GCL
   :math:`|\zeta - \log Z|` of the learned reward (for GCL the mixture :math:`\log\hat Z` it
   used); on LQR, Pendulum and MountainCar ``gan_gcl``, ``gcl`` and ``airl`` with linear-Gaussian
-  (Pendulum: squashed into the torque box) / linear softmax generators — the relative error of
-  the learned cost parameters and :math:`|\zeta - \log Z|` (AIRL: :math:`h_0`; exact log Z of
-  the learned cost, where known); on densities
-  the contrastive ``nce``, ``gan_ebm``, ``fce`` and the MCMC ``cd`` (CD-1) and ``pcd`` — the
-  parameter error, the Pearson correlation of the
-  learned with the true energy where the true density exceeds 1e-3 (2-D), and for the
-  contrastive ones :math:`|\zeta - \log Z|` of the learned energy (quadrature); wall time.
+  (Pendulum: squashed into the torque box) / linear softmax generators, and on LQR's stacked
+  controls the MCMC ``cd`` and ``pcd`` — the relative error of the learned cost parameters
+  against the truth (``param_error``) and, on LQR, the excess negative log-likelihood per
+  demonstration over the exact maximum likelihood (``nll_gap``: with few demonstrations the MLE
+  itself is far from the truth, or at infinity, so this is the trainer's own shortfall), and
+  :math:`|\zeta - \log Z|` (AIRL: :math:`h_0`; the exact log Z of the learned cost, where
+  known); on densities the contrastive ``nce``, ``gan_ebm``, ``fce`` and the MCMC ``cd`` (CD-1)
+  and ``pcd`` — the parameter error, the Pearson correlation of the learned with the true energy
+  where the true density exceeds 1e-3 (2-D), and for the contrastive ones
+  :math:`|\zeta - \log Z|` of the learned energy (quadrature); wall time.
 * ``kind="posterior"``: Bayesian inference (``nuts`` on the exact likelihood, ``blackjax-nuts``,
   ``exchange``, ``plugin:<estimator>`` for the plug-in likelihood, ``sgld``/``sghmc`` with
-  persistent-chain gradients on densities). Measured against a reference exact-likelihood NUTS
-  run with four times the draws where the likelihood is exact (tabular, LQR, densities with a
-  closed-form log Z; NaN otherwise): the 1-D Wasserstein-1 distance per parameter (mean, in units
-  of the reference sd), the error of the posterior mean (in reference sds); and everywhere the
-  90 % interval coverage of the true parameters, the largest R-hat, the smallest bulk ESS and
-  ESS/s. The DataTree of every posterior cell is saved (netCDF).
+  persistent-chain gradients on densities). Measured against a
+  reference exact-likelihood NUTS run with four times the draws where the likelihood is exact
+  (tabular, LQR, densities with a closed-form log Z; NaN otherwise): the 1-D Wasserstein-1
+  distance per parameter (mean, in units of the reference sd), the error of the posterior mean
+  (in reference sds); and everywhere the 90 % interval coverage of the true parameters, the
+  largest R-hat, the smallest bulk ESS and ESS/s. The DataTree of every posterior cell is saved
+  (netCDF).
 
 Keys: every cell of seed ``i`` uses ``cell_key(rng_key, i) = fold_in(rng_key, i)`` (common random
 numbers across methods and budgets), so a table entry equals calling the estimator directly:
@@ -51,6 +55,7 @@ directory is refused rather than mixed).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -125,7 +130,8 @@ the exact likelihood (tabular recursion, LQR closed form, a density's closed-for
 ``exchange`` the exchange algorithm (tabular trajectory-level likelihoods; LQR, with exact
 soft-Riccati auxiliary draws: four times the draws, thinned by 4);
 ``sgld``/``sghmc`` are stochastic-gradient MCMC with persistent-chain :math:`\nabla\log Z`
-(approximate) on densities."""
+(approximate) on densities (on LQR's stacked controls their default step of 0.5/N diverged, so
+they are not offered there)."""
 
 PROBLEM_KINDS = ("tabular", "density", "lqr", "torques", "discrete_actions")
 """What the harness sees in a problem (:func:`problem_kind`)."""
@@ -146,7 +152,7 @@ METHODS_BY_KIND: dict[str, dict[str, tuple]] = {
     },
     "lqr": {
         "estimator": ("exact", *_IMPORTANCE, *_SAMPLERS, "gan_zeta"),
-        "trainer": ("gan_gcl", "gcl", "airl"),
+        "trainer": ("gan_gcl", "gcl", "airl", "cd", "pcd"),
         "posterior": ("nuts", "exchange"),
     },
     "torques": {
@@ -165,7 +171,8 @@ r"""Problem kind -> cell kind -> the methods that apply (``"plugin:"``: any plug
 * ``lqr`` (deterministic, one start): the stacked controls are an energy on :math:`\mathbb
   R^{Tm}` (``models.lqr.control_space_problem``), so every estimator on :math:`\mathbb R^d` runs
   on it with its default proposal/reference; ``exact`` is the closed form (THEORY §8.1a);
-  ``gan_zeta`` and the trainers use a linear-Gaussian policy.
+  ``gan_zeta`` and the adversarial trainers use a linear-Gaussian policy; ``cd``/``pcd`` run on
+  the stacked controls of the demonstrations as data (MCMC over action sequences, issue 8).
 * ``torques`` (Pendulum): per start state (:func:`ebm_ppl.logz.control.per_start`), the
   importance family under the Gaussian fitted to the demonstrations' torques on the box
   (:func:`~ebm_ppl.logz.control.moment_matched_box_proposal`; uniform without demonstrations),
@@ -229,6 +236,7 @@ _COLUMNS = (
     "policy_evd",
     "zeta_error",
     "param_error",
+    "nll_gap",
     "energy_pearson",
     "w1",
     "mean_error",
@@ -394,6 +402,18 @@ def _controls_view(problem):
         system=system, x0=system.initial_mean, cost_model=problem.energy_model
     )
     return DensityProblem(name=problem.name, energy_model=energy, dim=energy.dim)
+
+
+def _controls_density(problem):
+    """:func:`_controls_view` with the demonstrations' stacked controls as ``data`` and the
+    problem's true parameters (for the MCMC trainers)."""
+    view = _controls_view(problem)
+    if problem.demos is None:
+        raise ValueError(f"problem {problem.name!r} has no demonstrations to train on.")
+    controls = jnp.asarray(problem.demos.controls)
+    return dataclasses.replace(
+        view, data=controls.reshape(controls.shape[0], -1), true_params=problem.true_params
+    )
 
 
 def _on_controls(estimator):
@@ -650,6 +670,35 @@ def _relative_error(estimate, truth) -> float:
     return float(np.linalg.norm(_flat(estimate) - truth) / np.linalg.norm(truth))
 
 
+def _lqr_nll_gap(problem, params, cache) -> float:
+    r"""Excess negative log-likelihood per demonstration of ``params`` over the exact maximum
+    likelihood, :math:`\bar\ell(\hat\theta_{\rm MLE}) - \bar\ell(\theta) \ge 0` (closed-form
+    likelihood; well defined when the MLE lies at infinity, as a weight that the data do not
+    pin down can)."""
+    best = _lqr_best_mean_log_likelihood(problem, cache)
+    return float(best - jnp.mean(problem.log_likelihood(params)))
+
+
+def _lqr_best_mean_log_likelihood(problem, cache):
+    """The exact maximum of an LQR problem's mean log-likelihood (200 optax L-BFGS steps in one
+    scan from 0), cached per problem."""
+    import optax
+
+    from ebm_ppl.inference.mle import minimize
+
+    if ("mle", problem.name) not in cache:
+
+        @jax.jit
+        def fit(problem):
+            start = jax.tree.map(jnp.zeros_like, problem.true_params)
+            objective = lambda params: -jnp.mean(problem.log_likelihood(params))  # noqa: E731
+            params, _ = minimize(objective, start, optax.lbfgs(), 200, line_search=True)
+            return -objective(params)
+
+        cache[("mle", problem.name)] = fit(problem)
+    return cache[("mle", problem.name)]
+
+
 def _energy_recovery(problem, params, zeta) -> dict:
     r"""Learned against true energy of a 2-D density: Pearson correlation over a 200 x 200 grid
     (the data's bounding box widened by a quarter of its range on each side) where the true
@@ -681,9 +730,10 @@ def _energy_recovery(problem, params, zeta) -> dict:
     return row
 
 
-def _ebm_trainer_cell(cell, problem, key, cache) -> dict:
-    """NCE / GAN-EBM / FCE (``ebm_ppl.adversarial.ebm``) or CD-1 / PCD (``ebm_ppl.mcmc``, MALA)
-    on a density's data, ``budget`` updates with a cosine-decayed Adam step."""
+def _ebm_trainer_cell(cell, problem, key, cache, mala_step: float = 0.05, nll_gap=None) -> dict:
+    """NCE / GAN-EBM / FCE (``ebm_ppl.adversarial.ebm``) or CD-1 / PCD (``ebm_ppl.mcmc``, MALA
+    with step ``mala_step``) on a density's data, ``budget`` updates with a cosine-decayed Adam
+    step; ``nll_gap(params)`` adds that column where given."""
     import numpyro.distributions as dist
     import optax
 
@@ -697,7 +747,7 @@ def _ebm_trainer_cell(cell, problem, key, cache) -> dict:
     init_key, train_key = jax.random.split(key)
     start = time.perf_counter()
     if cell.method in ("cd", "pcd"):
-        kernel = mcmc.mcmc_kernel("mala", step_size=0.05)
+        kernel = mcmc.mcmc_kernel("mala", step_size=mala_step)
         if cell.method == "cd":
             trainer = mcmc.cd(model, kernel, num_steps=1, optimizer=optax.adam(rate))
             state = trainer.init(init_key)
@@ -724,7 +774,10 @@ def _ebm_trainer_cell(cell, problem, key, cache) -> dict:
         zeta = state.zeta
     jax.block_until_ready(state)
     seconds = time.perf_counter() - start
-    return {"model": "ebm", "seconds": seconds, **_energy_recovery(problem, state.params, zeta)}
+    row = {"model": "ebm", "seconds": seconds, **_energy_recovery(problem, state.params, zeta)}
+    if nll_gap is not None:
+        row["nll_gap"] = nll_gap(state.params)
+    return row
 
 
 def _control_trainer_cell(cell, problem, key, cache) -> dict:
@@ -762,6 +815,8 @@ def _control_trainer_cell(cell, problem, key, cache) -> dict:
         "log_z": float(np.mean(zeta)),
         "seconds": seconds,
     }
+    if problem_kind(problem) == "lqr":
+        row["nll_gap"] = _lqr_nll_gap(problem, state.params, cache)
     log_z_fn = exact_log_z_fn(problem)
     if log_z_fn is not None:
         if problem_kind(problem) == "lqr":
@@ -782,6 +837,11 @@ def _trainer_cell(cell, problem, key, cache) -> dict:
     kind = problem_kind(problem)
     if kind == "density":
         return _ebm_trainer_cell(cell, problem, key, cache)
+    if kind == "lqr" and cell.method in ("cd", "pcd"):  # MCMC over the stacked controls
+        # MALA step of tests/mcmc/test_gradients.py's LQR check (acceptance 0.3-1 there)
+        view = _controls_density(problem)
+        gap = functools.partial(_lqr_nll_gap, problem, cache=cache)
+        return _ebm_trainer_cell(cell, view, key, cache, mala_step=0.5, nll_gap=gap)
     if kind != "tabular":
         return _control_trainer_cell(cell, problem, key, cache)
     if cell.method in ("airl", "gail"):
@@ -1293,6 +1353,7 @@ _KIND_COLUMNS = {
         "evd",
         "policy_evd",
         "param_error",
+        "nll_gap",
         "energy_pearson",
         "log_z_exact",
         "log_z",

@@ -26,7 +26,7 @@ import optax
 from ebm_ppl.likelihood.problem import trajectory_distribution
 from ebm_ppl.spaces.tabular import validate_trajectories
 
-__all__ = ["FitResult", "fit_reward", "negative_log_likelihood"]
+__all__ = ["FitResult", "fit_reward", "minimize", "negative_log_likelihood"]
 
 
 class FitResult(NamedTuple):
@@ -116,7 +116,19 @@ def _optimise(params, problem, demos, optimizer, num_steps, model, map_estimate)
             problem, params, demos, model=model, map_estimate=map_estimate
         )
 
-    # L-BFGS keeps the last value and gradient in its state; other optimisers get a fresh pair
+    params, losses = minimize(objective, params, optimizer, num_steps, line_search=line_search)
+    return params, losses, optax.tree.norm(jax.grad(objective)(params))
+
+
+def minimize(objective, params, optimizer, num_steps: int, *, line_search: bool):
+    """``num_steps`` optax steps on ``objective`` in one ``lax.scan`` (traceable; jit the caller).
+
+    L-BFGS (``line_search=True``) keeps the last value and gradient in its state; other
+    optimisers (wrapped by ``optax.with_extra_args_support``) get a fresh pair each step.
+
+    Returns:
+        ``(params, losses)``, the losses before each step.
+    """
     value_and_grad = (
         optax.value_and_grad_from_state(objective)
         if line_search
@@ -133,4 +145,4 @@ def _optimise(params, problem, demos, optimizer, num_steps, model, map_estimate)
 
     init = (params, optimizer.init(params))
     (params, _), losses = jax.lax.scan(step, init, None, length=num_steps)
-    return params, losses, optax.tree.norm(jax.grad(objective)(params))
+    return params, losses
