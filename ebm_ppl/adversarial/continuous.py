@@ -72,7 +72,8 @@ Usage::
     state = trainer.init(jax.random.key(0))
     state, infos = train(jax.random.key(1), trainer, state, demonstrations(problem), 500)
 
-References: [FCAL] §2–§3; THEORY §3 (facts), §4 (cancellation), §6 (ELBO), §8.1 (LQR).
+References: [FCAL] §2–§3; [AIRL]; THEORY §3 (facts), §4 (cancellation), §6 (ELBO), §8.1 (LQR),
+§9.4 (AIRL).
 """
 
 from __future__ import annotations
