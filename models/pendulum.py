@@ -67,6 +67,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
+from ebm_ppl._math import log_sech2
 from ebm_ppl._validation import check_finite
 from ebm_ppl.envs.classic_control import (
     ActionSequenceProblem,
@@ -232,12 +233,16 @@ class PendulumMaxEnt:
         dtype = jnp.result_type(x0, actions, float)
         actions, x0 = actions.astype(dtype), x0.astype(dtype)
         step = functools.partial(pendulum_step, params=self.dynamics)
-        states = rollout(step, x0, actions)[:-1]
+        return self.features_of_states(rollout(step, x0, actions)[:-1], actions)
+
+    def features_of_states(self, states, actions) -> jax.Array:
+        """:math:`\\phi(x_t, u_t)`, ``(..., 3)``, of states ``(..., 2)`` (each before its step)
+        and torques ``(...)`` already known (no rollout; broadcast)."""
         bounds = self.dynamics
         return jnp.stack(
             [
-                (angle_normalize(states[:, 0]) / math.pi) ** 2,
-                (states[:, 1] / bounds.max_speed) ** 2,
+                (angle_normalize(states[..., 0]) / math.pi) ** 2,
+                (states[..., 1] / bounds.max_speed) ** 2,
                 (actions / bounds.max_torque) ** 2,
             ],
             axis=-1,
@@ -280,8 +285,7 @@ class PendulumMaxEnt:
         (stable for large :math:`|z|`).
         """
         z = self._actions("z", z)
-        abs_z = jnp.abs(z)
-        log_base = math.log(2.0) - 2 * abs_z - 2 * jnp.log1p(jnp.exp(-2 * abs_z))
+        log_base = log_sech2(z) - math.log(2.0)  # log(sech^2(z) / 2)
         return self.energy(params, self.actions_from_unconstrained(z), x0) - jnp.sum(log_base)
 
     # -- NumPyro

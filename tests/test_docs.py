@@ -150,8 +150,12 @@ def test_pages_found():
 
 
 @pytest.mark.parametrize("module_name", MODULES)
-def test_documented_module_imports(module_name):
-    importlib.import_module(module_name)
+def test_documented_module_imports_and_has_a_docstring(module_name):
+    """Each page's module imports under its documented name, and has the module docstring that
+    ``automodule`` renders at the top of its section."""
+    module = importlib.import_module(module_name)
+    assert module.__name__ == module_name
+    assert (module.__doc__ or "").strip(), f"{module_name} has no module docstring"
 
 
 def test_every_public_module_documented_or_pending():

@@ -273,14 +273,19 @@ def _sequence_terminated(problem):
     return lambda x: mountaincar_terminated(x, dynamics)
 
 
+def _pendulum_step_rewards(problem, params, states, actions):
+    """:math:`-w\\cdot\\phi(x_t, u_t) - \\log 2\\bar u` from the known states (no rollout)."""
+    model = problem.energy_model
+    features = model.features_of_states(states[:, :-1], actions[..., 0])  # (N, T, 3)
+    log_base = jnp.log(2 * jnp.asarray(model.dynamics.max_torque, features.dtype))
+    return -(features @ model.weights(params).astype(features.dtype)) - log_base
+
+
 def _pendulum_returns(problem, params, states, actions):
     """:math:`-E_\\theta(u; x_0) - T\\log 2\\bar u`: the log density of :math:`p_\\theta` w.r.t.
     Lebesgue measure on the box up to :math:`\\log Z` (the generator's log-probabilities are
     Lebesgue densities too)."""
-    model = problem.energy_model
-    energy = jax.vmap(model.energy, in_axes=(None, 0, 0))
-    log_base = model.horizon * jnp.log(2 * jnp.asarray(model.dynamics.max_torque, states.dtype))
-    return -energy(params, actions[..., 0], states[:, 0]) - log_base
+    return jnp.sum(_pendulum_step_rewards(problem, params, states, actions), axis=-1)
 
 
 def _pendulum_step(problem):
@@ -358,7 +363,7 @@ def _check_policy(policy, problem, task: _Task) -> Policy:
             f"`policy` has action_dim {policy.action_dim}; the system has m = "
             f"{problem.system.control_dim} controls."
         )
-    bound = getattr(policy, "bound", None)
+    bound = policy.bound
     if task is _PENDULUM:
         torque = float(problem.energy_model.dynamics.max_torque)
         if policy.action_dim != 1 or bound is None or not np.isclose(bound, torque):
@@ -1170,13 +1175,6 @@ def step_rewards(problem, params, trajectories) -> jax.Array:
     )
 
 
-def _pendulum_step_rewards(problem, params, states, actions):
-    model = problem.energy_model
-    features = jax.vmap(model.step_features)(actions[..., 0], states[:, 0])  # (N, T, 3)
-    log_base = jnp.log(2 * jnp.asarray(model.dynamics.max_torque, features.dtype))
-    return -(features @ model.weights(params).astype(features.dtype)) - log_base
-
-
 def _step_rewards_fn(problem, task):
     if task is _LQR:
         return _lqr_step_rewards
@@ -1188,14 +1186,6 @@ def _step_rewards_fn(problem, task):
             f"for AIRL's per-step rewards; {type(problem.energy_model).__name__} has not."
         )
     return _sequence_step_rewards
-
-
-def _step_log_probs(policy, policy_params, states, actions):
-    horizon = actions.shape[1]
-    per_step = jax.vmap(
-        lambda t, x, u: policy.log_prob(policy_params, t, x, u), in_axes=(0, 1, 1), out_axes=1
-    )
-    return per_step(jnp.arange(horizon), states[:, :horizon], actions)
 
 
 def _airl_logits(task, rewards_fn, prob, params, shaping, step_log_q, trajectories, nu):
@@ -1243,7 +1233,7 @@ def airl_logits(problem, params, shaping, policy: Policy, policy_params, traject
     trajectories = _check_demos(trajectories, policy, horizon)
     shaping = _check_shaping(shaping, horizon, _state_dim(problem))
     states, actions = jnp.asarray(trajectories.states), jnp.asarray(trajectories.actions)
-    step_log_q = _step_log_probs(policy, policy_params, states, actions)
+    step_log_q = policy.step_log_probs(policy_params, states, actions)
     return _airl_logits(
         task,
         _step_rewards_fn(problem, task),
@@ -1269,13 +1259,6 @@ def _check_shaping(shaping, horizon: int, state_dim: int) -> jax.Array:
             f"{shaping.shape}."
         )
     return shaping
-
-
-def _masked_log_loss(logits_data, alive_data, logits_samples, alive_samples):
-    total = jnp.sum(jnp.where(alive_data, jax.nn.softplus(-logits_data), 0.0)) + jnp.sum(
-        jnp.where(alive_samples, jax.nn.softplus(logits_samples), 0.0)
-    )
-    return total / logits_data.shape[0]
 
 
 def _masked_mean(values, mask):
@@ -1359,10 +1342,10 @@ def airl(
     @jax.jit
     def _update(prob, rng_key, state, demos):
         key_draw, key_policy = jax.random.split(rng_key)
-        samples = _samples(key_draw, prob, task, policy, sg(state.policy_params), demos, nu)
-        pp = sg(state.policy_params)
-        lq_d = _step_log_probs(policy, pp, demos.states, demos.actions)
-        lq_s = _step_log_probs(policy, pp, samples.states, samples.actions)
+        policy_params = sg(state.policy_params)
+        samples = _samples(key_draw, prob, task, policy, policy_params, demos, nu)
+        lq_d = policy.step_log_probs(policy_params, demos.states, demos.actions)
+        lq_s = policy.step_log_probs(policy_params, samples.states, samples.actions)
 
         def loss(ps):
             params, shaping = ps
@@ -1372,7 +1355,7 @@ def airl(
             logits_s, alive_s = _airl_logits(
                 task, rewards_fn, prob, params, shaping, lq_s, samples, nu
             )
-            value = _masked_log_loss(logits_d, alive_d, logits_s, alive_s)
+            value = log_loss(logits_d, logits_s, alive_d, alive_s)
             return value, (logits_d, alive_d, logits_s, alive_s)
 
         ps = (state.params, state.shaping)

@@ -166,13 +166,22 @@ def trajectory_logits(mdp, reward, log_policy, trajectories, zeta, nu=1.0) -> ja
 
 
 # ----------------------------------------------------------------------------- losses
-def log_loss(logits_data, logits_samples) -> jax.Array:
+def log_loss(logits_data, logits_samples, mask_data=None, mask_samples=None) -> jax.Array:
     r""":math:`\frac1{N_d}[\sum_{\mathcal D}\mathrm{softplus}(-\ell)+\sum_{\mathcal G}
-    \mathrm{softplus}(\ell)]`, the discriminator's log loss normalised by :math:`N_d`."""
+    \mathrm{softplus}(\ell)]`, the discriminator's log loss normalised by :math:`N_d`.
+
+    ``N_d`` is the leading axis of ``logits_data`` (trajectories); per-step logits ``(N, T)``
+    (AIRL) are summed over steps, and the optional boolean masks (shaped like the logits) keep
+    only the entries that are decisions."""
     logits_data = jnp.asarray(logits_data)
     num_data = logits_data.shape[0]
-    total = jnp.sum(jax.nn.softplus(-logits_data)) + jnp.sum(jax.nn.softplus(logits_samples))
-    return total / num_data
+    data_terms = jax.nn.softplus(-logits_data)
+    sample_terms = jax.nn.softplus(logits_samples)
+    if mask_data is not None:
+        data_terms = jnp.where(mask_data, data_terms, 0.0)
+    if mask_samples is not None:
+        sample_terms = jnp.where(mask_samples, sample_terms, 0.0)
+    return (jnp.sum(data_terms) + jnp.sum(sample_terms)) / num_data
 
 
 def discriminator_loss(

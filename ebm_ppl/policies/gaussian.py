@@ -68,6 +68,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
+from ebm_ppl._math import log_sech2
 from ebm_ppl._validation import check_choice, check_finite, is_concrete
 from ebm_ppl.spaces.tabular import PAD  # -1: no decision (after termination), log-prob 0
 
@@ -120,6 +121,9 @@ class Policy(NamedTuple):
         trajectory_log_prob: ``(params, states, actions) -> (...)``:
             :math:`\\sum_t\\log\\pi_t(u_t\\mid x_t)` of given trajectories (states ``(..., T + 1,
             n)`` or ``(..., T, n)``), e.g. at demonstrations.
+        step_log_probs: ``(params, states, actions) -> (..., T)``: the terms
+            :math:`\\log\\pi_t(u_t\\mid x_t)` of that sum, one per step (0 for
+            :data:`~ebm_ppl.spaces.PAD`).
         bound: :math:`\\bar u` of a squashed Gaussian policy (actions in
             :math:`(-\\bar u, \\bar u)^m`), else ``None``.
     """
@@ -132,6 +136,7 @@ class Policy(NamedTuple):
     sample: Callable
     rollout: Callable
     trajectory_log_prob: Callable
+    step_log_probs: Callable
     bound: float | None = None
 
 
@@ -362,10 +367,12 @@ def _make_rollout(sampler: _Sampler, state_dim: int, discrete: bool):
     return rollout
 
 
-def _make_trajectory_log_prob(log_prob, state_dim: int, action_dim: int, discrete: bool):
+def _make_log_probs(log_prob, state_dim: int, action_dim: int, discrete: bool):
+    """``(step_log_probs, trajectory_log_prob)`` of a policy (one validation, one vmap)."""
+
     @jax.jit
-    def trajectory_log_prob(params, states, actions):
-        """:math:`\\sum_t\\log\\pi_t(u_t\\mid x_t)` (dynamics-free, THEORY §4)."""
+    def step_log_probs(params, states, actions):
+        """:math:`\\log\\pi_t(u_t\\mid x_t)` per step, ``(..., T)``."""
         horizon = _param_horizon(params)
         dtype = jax.tree.leaves(params)[0].dtype
         states = _check_states("states", states, state_dim, dtype)
@@ -387,26 +394,32 @@ def _make_trajectory_log_prob(log_prob, state_dim: int, action_dim: int, discret
         if not ok:
             raise ValueError(f"`actions` must be {want}; got {actions.dtype} {actions.shape}.")
         states = states[..., :horizon, :]
-        per_step = jax.vmap(
-            lambda t, x, u: log_prob(params, t, x, u), in_axes=(0, states.ndim - 2, time_axis)
+        return jax.vmap(
+            lambda t, x, u: log_prob(params, t, x, u),
+            in_axes=(0, states.ndim - 2, time_axis),
+            out_axes=-1,
         )(jnp.arange(horizon), states, actions)
-        return jnp.sum(per_step, axis=0)
 
-    return trajectory_log_prob
+    @jax.jit
+    def trajectory_log_prob(params, states, actions):
+        """:math:`\\sum_t\\log\\pi_t(u_t\\mid x_t)` (dynamics-free, THEORY §4)."""
+        return jnp.sum(step_log_probs(params, states, actions), axis=-1)
+
+    return step_log_probs, trajectory_log_prob
 
 
 # ---------------------------------------------------------------------------- Gaussian
 def _log_squash_jacobian(z, bound):
-    """:math:`\\sum_i\\log(\\bar u\\operatorname{sech}^2 z_i)`, stably
-    (:math:`\\log\\operatorname{sech}^2 z = 2\\log 2 - 2|z| - 2\\log(1 + e^{-2|z|})`)."""
-    abs_z = jnp.abs(z)
-    log_sech2 = 2 * math.log(2.0) - 2 * abs_z - 2 * jnp.log1p(jnp.exp(-2 * abs_z))
-    return jnp.sum(math.log(bound) + log_sech2, axis=-1)
+    """:math:`\\sum_i\\log(\\bar u\\operatorname{sech}^2 z_i)`, the log-Jacobian of
+    :math:`u = \\bar u\\tanh z`."""
+    return jnp.sum(math.log(bound) + log_sech2(z), axis=-1)
 
 
 def _gaussian(
     mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale, bound=None
 ):
+    bound = None if bound is None else _check_positive("bound", bound)
+
     def normalise(x):
         return (x - jnp.asarray(loc, x.dtype)) / jnp.asarray(scale, x.dtype)
 
@@ -477,6 +490,9 @@ def _gaussian(
 
     log_prob, sample = jax.jit(log_prob), jax.jit(sample)
     sampler = _Sampler(noise=noise, act=act)
+    step_log_probs, trajectory_log_prob = _make_log_probs(
+        log_prob, state_dim, action_dim, discrete=False
+    )
 
     return Policy(
         kind="gaussian",
@@ -486,9 +502,8 @@ def _gaussian(
         log_prob=log_prob,
         sample=sample,
         rollout=_make_rollout(sampler, state_dim, discrete=False),
-        trajectory_log_prob=_make_trajectory_log_prob(
-            log_prob, state_dim, action_dim, discrete=False
-        ),
+        trajectory_log_prob=trajectory_log_prob,
+        step_log_probs=step_log_probs,
         bound=bound,
     )
 
@@ -544,7 +559,6 @@ def linear_gaussian(
     def mean_fn(slice_params, x):
         return x @ slice_params["gain"].T + slice_params["bias"]
 
-    bound = None if bound is None else _check_positive("bound", bound)
     return _gaussian(
         mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale, bound
     )
@@ -598,7 +612,6 @@ def mlp_gaussian(
     def mean_fn(slice_params, x):
         return _mlp_apply(slice_params["layers"], x, activation)
 
-    bound = None if bound is None else _check_positive("bound", bound)
     return _gaussian(
         mean_fn, init_mean, state_dim, action_dim, covariance, init_std, loc, scale, bound
     )
@@ -685,6 +698,9 @@ def _softmax(logits_fn, init_logits, state_dim, num_actions, loc, scale):
 
     log_prob, sample = jax.jit(log_prob), jax.jit(sample)
     sampler = _Sampler(noise=noise, act=act)
+    step_log_probs, trajectory_log_prob = _make_log_probs(
+        log_prob, state_dim, num_actions, discrete=True
+    )
 
     return Policy(
         kind="softmax",
@@ -694,9 +710,8 @@ def _softmax(logits_fn, init_logits, state_dim, num_actions, loc, scale):
         log_prob=log_prob,
         sample=sample,
         rollout=_make_rollout(sampler, state_dim, discrete=True),
-        trajectory_log_prob=_make_trajectory_log_prob(
-            log_prob, state_dim, num_actions, discrete=True
-        ),
+        trajectory_log_prob=trajectory_log_prob,
+        step_log_probs=step_log_probs,
     )
 
 
