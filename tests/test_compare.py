@@ -107,24 +107,33 @@ def test_grid_end_to_end_reads_every_artefact_back(study):
     assert all(-1 <= r["grad_cosine"] <= 1 and r["grad_rel_error"] >= 0 for r in grads)
 
 
-def test_table_equals_direct_estimator_calls(study, problems):
-    _, rows = study
+def _check_direct_calls(rows, problems, key):
+    """Every estimator row (exact and thermodynamic integration aside: TI is checked against
+    quadrature in tests/logz/test_ti.py and compiles slowly) equals a direct call of
+    make_estimator(...).run with the cell's key, log Z and energy evaluations; returns how many
+    rows were checked."""
     by_name = {p.name: p for p in problems}
     checked = 0
     for row in rows:
-        if row["kind"] != "estimator":
+        if row["kind"] != "estimator" or row["method"] in ("exact", "thermodynamic_integration"):
             continue
         problem = by_name[row["problem"]]
+        assert np.isfinite(row["log_z"]) and np.isfinite(row["error"]), row
         model = problem_model(problem)
-        estimator = make_estimator(row["method"], row["budget"], model)
-        data = problem.demos if model != "ebm" else problem.data
-        result = estimator.run(cell_key(KEY, row["seed"]), problem, problem.true_params, data=data)
+        estimator = make_estimator(row["method"], row["budget"], model, problem)
+        data = problem.data if model == "ebm" else problem.demos
+        result = estimator.run(cell_key(key, row["seed"]), problem, problem.true_params, data=data)
         np.testing.assert_allclose(row["log_z"], float(jnp.mean(result.log_z)), rtol=1e-10)
         np.testing.assert_allclose(
             row["energy_evals"], float(np.mean(result.num_energy_evals)), rtol=0
         )
         checked += 1
-    assert checked == 2 + 1
+    return checked
+
+
+def test_table_equals_direct_estimator_calls(study, problems):
+    _, rows = study
+    assert _check_direct_calls(rows, problems, KEY) == 2 + 1
 
 
 _CHILD = textwrap.dedent(
@@ -255,22 +264,6 @@ def _grid(tmp_path, key, problems, **methods):
     return rows
 
 
-def _check_direct_calls(rows, problems, key):
-    """Every estimator row (exact and thermodynamic integration aside: TI is checked against
-    quadrature in tests/logz/test_ti.py and compiles slowly) equals a direct call of
-    make_estimator(...).run with the cell's key."""
-    by_name = {p.name: p for p in problems}
-    for row in rows:
-        if row["kind"] != "estimator" or row["method"] in ("exact", "thermodynamic_integration"):
-            continue
-        problem = by_name[row["problem"]]
-        assert np.isfinite(row["log_z"]) and np.isfinite(row["error"]), row
-        estimator = make_estimator(row["method"], row["budget"], problem_model(problem), problem)
-        data = problem.data if row["problem"] == "toy2d" else problem.demos
-        result = estimator.run(cell_key(key, row["seed"]), problem, problem.true_params, data=data)
-        np.testing.assert_allclose(row["log_z"], float(jnp.mean(result.log_z)), rtol=1e-10)
-
-
 @pytest.mark.slow
 def test_control_problems_run_beside_the_others(tmp_path):
     """LQR (closed-form log Z) and MountainCar (log Z by enumeration) through the grid: exact
@@ -317,7 +310,7 @@ def test_control_problems_run_beside_the_others(tmp_path):
     exact = {r["problem"]: r["log_z"] for r in rows if r["method"] == "exact"}
     np.testing.assert_allclose(exact["lqr"], 2.112306461529, rtol=1e-10)  # THEORY §8.1
     np.testing.assert_allclose(exact["mountaincar"], float(jnp.mean(car.log_z)), rtol=1e-10)
-    _check_direct_calls(rows, problems, key)
+    assert _check_direct_calls(rows, problems, key) == 3  # importance x 2, particle SMC
     trainers = {(r["problem"], r["method"]): r for r in rows if r["kind"] == "trainer"}
     for method in ("gan_gcl", "airl"):  # AIRL's zeta is its h_0 at the starts
         lqr_row, car_row = trainers["lqr", method], trainers["mountaincar", method]
@@ -351,7 +344,7 @@ def test_mcmc_methods_run_beside_the_others(tmp_path):
         ("trainer", "pcd"),
         ("posterior", "sgld"),
     }
-    _check_direct_calls(rows, problems, key)
+    assert _check_direct_calls(rows, problems, key) == 1  # importance
     ti = [r for r in rows if r["method"] == "thermodynamic_integration"][0]
     assert np.isfinite(ti["log_z"]) and ti["stderr"] >= 0
     (trainer,) = [r for r in rows if r["kind"] == "trainer"]
