@@ -12,7 +12,10 @@ auxiliary data :math:`y_{1:N}\sim p_{\theta'}` **exactly** (one per demonstratio
     {\pi(\theta)\prod_i f_\theta(x_i)\prod_i f_{\theta'}(y_i)}\Big\}.
 
 Every :math:`Z` cancels (so do the base measures :math:`b`), and the chain targets the **exact**
-posterior: no estimator, no bias.
+posterior: no estimator, no bias. It is the reference sampler for checking approximate methods
+when :math:`Z` is hard but exact simulation is easy. It does not apply to the causal model with
+stochastic dynamics (that likelihood is already normalised and needs no exchange step).
+Acceptance degrades as :math:`N` grows.
 
 Problems: tabular ones (auxiliary data by the exact backward-recursion sampler) and
 linear-Gaussian ones (:class:`~ebm_ppl.continuous.LinearGaussianProblem`, auxiliary
@@ -20,10 +23,7 @@ trajectories drawn exactly from the trajectory-level soft-Riccati solution from 
 demonstration's :math:`x_0`, THEORY §8.1; :math:`f_\theta = e^{-c_\theta}` times the dynamics
 density, which cancels). For LQR the ``"trajectory"`` model is the problem's likelihood when
 ``problem.model == "trajectory"`` or the dynamics are deterministic (then it equals the causal
-one). It is the reference sampler for checking approximate methods
-when :math:`Z` is hard but exact simulation is easy. It does not apply to the causal model with
-stochastic dynamics (that likelihood is already normalised and needs no exchange step).
-Acceptance degrades as :math:`N` grows.
+one).
 
 The random-walk scale adapts during warm-up only (Robbins–Monro on :math:`\log\sigma` toward an
 acceptance rate of 0.3) and is then frozen, so the kept draws come from a fixed, valid kernel.
