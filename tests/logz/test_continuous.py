@@ -321,14 +321,16 @@ def test_pendulum_plug_in_iwae_posterior(pendulum_problem, fitted_proposal):
     each endpoint widened by 4 MCSE of its quantile (the interval of the sampled posterior is known
     up to Monte Carlo error). The step size targets acceptance 0.9: at NumPyro's default 0.8 the
     heavy upper tails of the ratios (the 95 % quantile of w_3/w_1 is above 200) gave 15 divergent
-    transitions in 800. k-hat of the estimator at every 8th draw (its fixed key is the third
+    transitions in 800. k-hat of the estimator at every 16th draw (its fixed key is the third
     of split(key, 3)) is reported: its median is below the threshold for K = 256.
 
     Slow (measured 41 s wall, 52 s CPU on the quiet 2-core machine; 2-3 x that under the usual
     load, over the 60 s line, and it would take the file over its 120 s): compiling NUTS (window
     adaptation and sampling, each with the gradient of 10 x 256 + 100 pendulum rollouts of 50
-    steps) is most of it; the brief fixes K = 256 and the 10 start states, and fewer draws would not
-    resolve the ratio intervals (ESS about 150-300 at 2 x 400 draws).
+    steps) is most of it; the brief fixes K = 256 and the 10 start states. 2 x 800 draws: at
+    2 x 400 the ESS of log(w_3/w_1) was 90-137 over three keys, too close to the 100 the quantile
+    MCSEs need (a float-level change in the energy moved it below); at 2 x 800 it is 230-310
+    (sampling adds about 0.5 s to the compile).
     """
     problem = pendulum_problem
     estimator = control.per_start(logz.iwae(256, 256, proposal=fitted_proposal, model="ebm"))
@@ -339,18 +341,18 @@ def test_pendulum_plug_in_iwae_posterior(pendulum_problem, fitted_proposal):
         estimator=estimator,
         num_chains=2,
         num_warmup=200,
-        num_samples=400,
+        num_samples=800,
         khat=False,
         target_accept_prob=0.9,  # at 0.8 the long tails of the ratios give ~2 % divergences
     )
     log_weights = draws.positions["log_weights"]
-    assert log_weights.shape == (2, 400, 3)
+    assert log_weights.shape == (2, 800, 3)
     assert np.all(split_gelman_rubin(log_weights) < 1.05)
-    assert np.sum(draws.sample_stats["diverging"]) <= 8  # <= 1 % of the draws
+    assert np.sum(draws.sample_stats["diverging"]) <= 8  # <= 0.5 % of the draws
     weights = np.exp(log_weights.reshape(-1, 3))
     truth = np.asarray(pendulum.TRUE_WEIGHTS)
     assert np.all(np.sign(np.median(weights, axis=0)) == np.sign(truth))
-    thinned = {name: value[:, ::8] for name, value in draws.positions.items()}
+    thinned = {name: value[:, ::16] for name, value in draws.positions.items()}
     khat = plug_in_khat(problem, thinned, estimator, jax.random.split(jax.random.key(11), 3)[2])
     print("k-hat at the posterior draws: median", np.median(khat), "max", np.max(khat))
     assert np.median(khat) < khat_threshold(256)
